@@ -38,7 +38,7 @@ class _Spec(BaseModel):
 
     def to_yaml(self, path: str | os.PathLike[str]) -> None:
         """Write as YAML, atomically."""
-        text = yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         write_text_atomic(path, text)
 
     @classmethod

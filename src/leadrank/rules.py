@@ -23,7 +23,7 @@ import pandas as pd
 
 _COMPARE: dict[type[ast.cmpop], Callable[[pd.Series, object], pd.Series]] = {
     ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
+    ast.NotEq: lambda col, value: col.ne(value) & col.notna(),
     ast.Lt: operator.lt,
     ast.LtE: operator.le,
     ast.Gt: operator.gt,
@@ -118,6 +118,9 @@ class Rule:
 def _constant_values(node: ast.AST, text: str) -> list[object]:
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool)):
         return [node.value]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        if isinstance(node.operand.value, (int, float)) and not isinstance(node.operand.value, bool):
+            return [-node.operand.value]
     if isinstance(node, (ast.Tuple, ast.List)) and node.elts:
         return [value for element in node.elts for value in _constant_values(element, text)]
     raise RuleError(f"Rule {text!r}: the right side of a comparison must be a constant or a tuple of constants.")

