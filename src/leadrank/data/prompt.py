@@ -1,0 +1,621 @@
+"""One lead -> one prompt: CRM fields, the (truncated) dialogue, and a Yes/No question.
+
+The prompt is plain text in a fixed layout::
+
+    {instruction}
+
+    Lead record:
+    - lead source: web form
+    - days since the lead was created: 12 days
+    ...
+
+    Conversation (oldest first):
+    [... 3 earlier turns omitted]
+    Specialist: Would Saturday suit you for a test drive?
+    Customer: yes, morning please
+
+    Will this customer lock in an order? Answer Yes or No.
+    Answer:
+
+It always ends in ``"Answer:"`` with no trailing space or newline, so the model's *last
+token* is the end of that cue: its hidden state feeds the pointwise and pairwise heads, and
+its next-token distribution is where the semantic head reads the answer (the continuation
+is ``PromptTemplate.completion(label)``, i.e. ``" Yes"`` / ``" No"`` with a leading space).
+
+Dialogues are speaker-tagged turns, one per line, oldest first. When a token budget is
+given, :func:`truncate_dialogue` keeps the *newest* turns that fit and cuts the oldest first,
+at line boundaries, behind a marker line such as ``"[... 3 earlier turns omitted]"``.
+
+Example
+-------
+>>> from leadrank.config import Feature, FeatureSpec
+>>> spec = FeatureSpec(features=[Feature(name="lead_age_days", kind="numeric", unit="days")])
+>>> print(build_prompt({"lead_age_days": 12.0, "dialogue": "Customer: hi"}, spec))
+You are a sales analyst. Read the lead's CRM record and conversation, then answer whether the customer will lock in an order.
+<BLANKLINE>
+Lead record:
+- lead age days: 12 days
+<BLANKLINE>
+Conversation (oldest first):
+Customer: hi
+<BLANKLINE>
+Will this customer lock in an order? Answer Yes or No.
+Answer:
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from itertools import accumulate, pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from leadrank.config import Feature, FeatureSpec
+
+__all__ = [
+    "MissingColumnError",
+    "PromptTemplate",
+    "build_prompt",
+    "build_prompts",
+    "format_value",
+    "render_tabular",
+    "truncate_dialogue",
+]
+
+#: The text every prompt ends with; the model reads the hidden state of its last token.
+ANSWER_CUE = "Answer:"
+_TABULAR_HEADER = "Lead record:"
+_DIALOGUE_HEADER = "Conversation (oldest first):"
+_NO_DIALOGUE = "Conversation: none recorded."
+_DIALOGUE_OMITTED = "Conversation: omitted (token budget too small)."
+_MISSING = "unknown"
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
+_WHITESPACE = re.compile(r"\s+")
+#: Rows tokenized per call when build_prompts measures whole dialogues.
+_BATCH = 512
+
+
+class MissingColumnError(ValueError, KeyError):
+    """A column the FeatureSpec needs is not in the lead row/table.
+
+    Subclasses both ``ValueError`` and ``KeyError`` so either ``except`` catches it.
+    """
+
+    __str__ = ValueError.__str__  # KeyError would quote the whole message
+
+
+class PromptTemplate(BaseModel):
+    """The fixed words of a prompt: the instruction on top and the closing question.
+
+    Parameters
+    ----------
+    instruction : str
+        First paragraph: who the model is and what it must decide.
+    question : str
+        The Yes/No question after the conversation; followed by the line ``"Answer:"``.
+    answer_yes, answer_no : str, default='Yes', 'No'
+        The answer words the semantic head is trained on (one word each, distinct).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instruction: str = Field(
+        default=(
+            "You are a sales analyst. Read the lead's CRM record and conversation, "
+            "then answer whether the customer will lock in an order."
+        ),
+        min_length=1,
+        description="First paragraph of every prompt.",
+    )
+    question: str = Field(
+        default="Will this customer lock in an order? Answer Yes or No.",
+        min_length=1,
+        description="The Yes/No question; the prompt's last line after it is 'Answer:'.",
+    )
+    answer_yes: str = Field(default="Yes", min_length=1, description="Answer word for a positive lead.")
+    answer_no: str = Field(default="No", min_length=1, description="Answer word for a negative lead.")
+
+    @field_validator("instruction", "question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("answer_yes", "answer_no")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if value != value.strip() or _WHITESPACE.search(value):
+            raise ValueError(f"answer words must be a single word without spaces; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PromptTemplate:
+        if self.answer_yes == self.answer_no:
+            raise ValueError(f"answer_yes and answer_no must differ; both are {self.answer_yes!r}")
+        return self
+
+    def completion(self, label: bool | int) -> str:
+        """The text that follows ``"Answer:"`` for a label: ``" Yes"`` or ``" No"``."""
+        return " " + (self.answer_yes if label else self.answer_no)
+
+
+DEFAULT_TEMPLATE = PromptTemplate()
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    kind = type(value)
+    if kind is float:
+        return value != value  # NaN
+    if kind is str:
+        return not value.strip()
+    if kind is int or kind is bool:
+        return False
+    try:
+        return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _format_number(value: Any) -> str:
+    """Compact fixed-point text: integers bare, at most 4 significant digits otherwise.
+
+    Rule: integral values print as integers (``3.0 -> '3'``). Other values keep
+    ``4 - (digits before the point)`` decimals, at least 0 and at most 3, then drop trailing
+    zeros (``0.12345 -> '0.123'``, ``12.3456 -> '12.35'``, ``12345.678 -> '12346'``).
+    Values so small that this rounds to zero keep 3 significant digits
+    (``0.0004567 -> '0.000457'``). Never scientific notation.
+    """
+    if type(value) is int:
+        return str(value)
+    if type(value) is not float:
+        if isinstance(value, numbers.Integral):
+            return str(int(value))
+        value = float(value)
+    x: float = value
+    if x.is_integer():
+        return str(int(x))
+    if math.isinf(x):
+        return "infinity" if x > 0 else "minus infinity"
+    size = abs(x)  # decimals = 4 - digits before the point, clipped to 0..3
+    text = _fixed(x, 3 if size < 10 else 2 if size < 100 else 1 if size < 1000 else 0)
+    if text == "0":  # tiny but non-zero: keep 3 significant digits
+        text = _fixed(x, min(20, 2 - math.floor(math.log10(abs(x)))))
+    return text
+
+
+def _fixed(x: float, decimals: int) -> str:
+    text = f"{x:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _to_number(value: Any, feature: Feature) -> Any:
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, numbers.Number):
+        return value
+    try:
+        return float(str(value).strip().replace(",", ""))
+    except ValueError:
+        raise ValueError(
+            f"feature {feature.name!r} is numeric but got {value!r}; store a number "
+            f"(or leave it empty for unknown), or declare the feature kind 'categorical'"
+        ) from None
+
+
+def _to_bool(value: Any, feature: Feature) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Number) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise ValueError(
+        f"feature {feature.name!r} is bool but got {value!r}; expected True/False, 1/0 or yes/no "
+        f"(or an empty value for unknown)"
+    )
+
+
+def format_value(value: Any, feature: Feature) -> str:
+    """Render one feature value for the prompt.
+
+    Parameters
+    ----------
+    value : Any
+        The cell value. ``None``, NaN, ``pd.NA``, ``NaT`` and blank strings render as
+        ``'unknown'``.
+    feature : Feature
+        Decides how the value is read: numbers are compact (see below) and followed by
+        ``feature.unit``; bools are ``'yes'``/``'no'``; categories are their text with
+        whitespace collapsed to single spaces (numbers among them are compacted too).
+
+    Numbers: integral values print without a decimal part (``3.0 -> '3'``); others keep
+    up to 4 significant digits but at most 3 decimals and never round the integer part
+    (``0.12345 -> '0.123'``, ``12.3456 -> '12.35'``, ``12345.678 -> '12346'``), with
+    trailing zeros dropped and no scientific notation.
+
+    Raises
+    ------
+    ValueError
+        A numeric feature holds text that is not a number, or a bool feature holds
+        something other than True/False, 1/0, yes/no.
+
+    Examples
+    --------
+    >>> format_value(12.0, Feature(name="lead_age_days", kind="numeric", unit="days"))
+    '12 days'
+    >>> format_value(None, Feature(name="city_tier", kind="categorical"))
+    'unknown'
+    """
+    if _is_missing(value):
+        return _MISSING
+    kind = feature.kind
+    if kind == "bool":
+        return "yes" if _to_bool(value, feature) else "no"
+    if kind == "numeric":
+        text = _format_number(value if type(value) in (float, int) else _to_number(value, feature))
+    elif isinstance(value, bool | np.bool_):
+        text = "yes" if value else "no"
+    elif isinstance(value, numbers.Number):
+        text = _format_number(value)
+    else:
+        text = _WHITESPACE.sub(" ", str(value)).strip()
+    return f"{text} {feature.unit}" if feature.unit else text
+
+
+def _get(row: Mapping[str, Any], column: str, role: str) -> Any:
+    try:
+        return row[column]
+    except KeyError:
+        present = sorted(map(str, row.keys())) if hasattr(row, "keys") else "?"
+        raise MissingColumnError(
+            f"the lead has no column {column!r}, which the FeatureSpec names as its {role}; "
+            f"add the column to the table (empty values mean unknown) or remove it from the spec. "
+            f"Columns present: {present}"
+        ) from None
+
+
+def render_tabular(row: Mapping[str, Any], spec: FeatureSpec) -> str:
+    """The CRM block: one line ``"- {feature.label}: {value}"`` per feature, in spec order.
+
+    Raises
+    ------
+    MissingColumnError
+        (a ``ValueError`` and ``KeyError``) when the row lacks a feature column.
+    """
+    return "\n".join(f"- {f.label}: {format_value(_get(row, f.name, 'feature'), f)}" for f in spec.features)
+
+
+def _tabular_block(tabular: str) -> str:
+    return f"{_TABULAR_HEADER}\n{tabular}" if tabular else f"{_TABULAR_HEADER} none."
+
+
+# --------------------------------------------------------------------------- dialogue
+
+
+def _split_turns(dialogue: str) -> list[str]:
+    """Turns oldest first: one per non-blank line, surrounding whitespace stripped."""
+    text = dialogue.replace("\r\n", "\n").replace("\r", "\n")
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def _dialogue_text(row: Mapping[str, Any], spec: FeatureSpec) -> str:
+    if spec.dialogue_column is None:
+        return ""
+    value = _get(row, spec.dialogue_column, "dialogue column")
+    if _is_missing(value):
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"dialogue column {spec.dialogue_column!r} must hold text; got {type(value).__name__} {value!r}. "
+            f"Store transcripts as strings (empty for none)."
+        )
+    return value
+
+
+def _marker(omitted_turns: int, newest_cut: bool = False) -> str:
+    if newest_cut:
+        if omitted_turns == 0:
+            return "[... start of the turn omitted]"
+        noun = "turn" if omitted_turns == 1 else "turns"
+        return f"[... {omitted_turns} earlier {noun} and the start of the newest turn omitted]"
+    noun = "turn" if omitted_turns == 1 else "turns"
+    return f"[... {omitted_turns} earlier {noun} omitted]"
+
+
+def _encode(tokenizer: Any, texts: str | list[str], **kwargs: Any) -> Any:
+    return tokenizer(texts, add_special_tokens=False, verbose=False, **kwargs)
+
+
+def _count(tokenizer: Any, text: str) -> int:
+    return len(_encode(tokenizer, text)["input_ids"]) if text else 0
+
+
+def _measure(tokenizer: Any, texts: list[str]) -> list[tuple[int, list[int] | None]]:
+    """Token count of each text and, for fast tokenizers, the start offset of each token."""
+    if getattr(tokenizer, "is_fast", False):
+        encoded = _encode(tokenizer, texts, return_offsets_mapping=True)
+        return [
+            (len(ids), [start for start, _ in offsets])
+            for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        ]
+    return [(len(ids), None) for ids in _encode(tokenizer, texts)["input_ids"]]
+
+
+def _check_budget(tokenizer: Any, max_tokens: Any, name: str) -> None:
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 0:
+        raise ValueError(f"{name} must be a whole number of tokens >= 0 (or None for no limit); got {max_tokens!r}")
+    if tokenizer is None:
+        raise ValueError(
+            f"{name}={max_tokens} needs a tokenizer to count tokens; pass the backbone's tokenizer "
+            f"(e.g. tokenizer=AutoTokenizer.from_pretrained(model_dir)) or set {name}=None for no truncation"
+        )
+
+
+def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
+    """Keep the newest turns of ``dialogue`` that fit in ``max_tokens`` tokens.
+
+    Turns are lines (oldest first); blank lines are dropped and each line is stripped.
+    If the whole dialogue fits it is returned as is (normalised). Otherwise the oldest turns
+    are cut first, at line boundaries, and a marker line ``"[... N earlier turns omitted]"``
+    goes on top; the marker counts against the budget. When not even the newest turn fits
+    next to the marker, the last tokens of the newest turn are kept (its newest words),
+    behind ``"[... N earlier turns and the start of the newest turn omitted]"``. The marker
+    is left out only when the budget cannot hold it plus one token of dialogue.
+
+    Tokens are counted as ``len(tokenizer(text, add_special_tokens=False)["input_ids"])``.
+    The dialogue is tokenized once to choose the cut (the token offsets say how many tokens
+    each turn takes; tokenizers without offsets tokenize each turn once instead). Because
+    BPE counts are not additive across joins, the result is then re-tokenized and more is
+    cut until it fits: it never has more than ``max_tokens`` tokens. Typically two or three
+    tokenizer calls per dialogue.
+
+    Parameters
+    ----------
+    dialogue : str
+        Speaker-tagged turns separated by newlines, oldest first.
+    tokenizer : PreTrainedTokenizerBase
+        The backbone's tokenizer (fast tokenizers keep the exact original text of a cut
+        turn via offsets; others decode the kept tokens).
+    max_tokens : int
+        Budget, >= 0. ``0`` returns ``''``.
+
+    Raises
+    ------
+    ValueError
+        ``tokenizer`` is None, or ``max_tokens`` is negative or not an integer.
+    """
+    _check_budget(tokenizer, max_tokens, "max_tokens")
+    turns = _split_turns(dialogue)
+    if max_tokens == 0 or not turns:
+        return ""
+    full = "\n".join(turns)
+    [(count, starts)] = _measure(tokenizer, [full])
+    if count <= max_tokens:
+        return full
+    return _cut(turns, tokenizer, max_tokens, starts)
+
+
+def _token_index(turns: list[str], tokenizer: Any, starts: list[int] | None) -> Callable[[int], int]:
+    """``tokens_from(i)``: how many tokens turns ``i..`` take, with the newlines between them.
+
+    Read off the offsets of the joined dialogue when there are any (no extra tokenizer
+    call), else from tokenizing each turn once. Estimates only: the caller re-checks.
+    """
+    line_starts = list(accumulate((len(t) + 1 for t in turns[:-1]), initial=0))
+    if starts and all(a <= b for a, b in pairwise(starts)):
+        total = len(starts)
+        return lambda i: total - bisect_left(starts, line_starts[i])
+    counts = [len(ids) for ids in _encode(tokenizer, turns)["input_ids"]]
+    sep = _count(tokenizer, "\n")
+    suffix = list(accumulate(reversed(counts)))[::-1]  # suffix[i] = sum(counts[i:])
+    return lambda i: suffix[i] + sep * (len(turns) - 1 - i)
+
+
+def _cut(turns: list[str], tokenizer: Any, max_tokens: int, starts: list[int] | None) -> str:
+    """Truncate a dialogue known not to fit whole (``starts``: token offsets of the joined text)."""
+    n = len(turns)
+    tokens_from = _token_index(turns, tokenizer, starts)
+    if n > 1:
+
+        def candidate(k: int) -> str:  # the marker and the newest k turns
+            return _marker(n - k) + "\n" + "\n".join(turns[n - k :])
+
+        # Estimate: the most newest turns that fit beside the marker (the oldest always goes).
+        head = _count(tokenizer, _marker(n - 1) + "\n")
+        k = 1
+        while k + 1 < n and head + tokens_from(n - k - 1) <= max_tokens:
+            k += 1
+        # Check exactly; while over, drop the oldest kept turns worth the overflow.
+        actual = _count(tokenizer, candidate(k))
+        while actual > max_tokens and k > 1:
+            target = tokens_from(n - k) - (actual - max_tokens)
+            while k > 1 and tokens_from(n - k) > target:
+                k -= 1
+            actual = _count(tokenizer, candidate(k))
+        if actual <= max_tokens:
+            # The estimate may be pessimistic (tokens merge across joins): grow while it fits.
+            while k + 1 < n and actual + tokens_from(n - k - 1) - tokens_from(n - k) <= max_tokens:
+                grown = _count(tokenizer, candidate(k + 1))
+                if grown > max_tokens:
+                    break
+                k, actual = k + 1, grown
+            return candidate(k)
+    return _tail(turns[-1], n - 1, tokenizer, max_tokens)
+
+
+def _tail(newest: str, omitted: int, tokenizer: Any, max_tokens: int) -> str:
+    """The last tokens of the newest turn, behind a marker when the budget allows."""
+    [(_, starts)] = _measure(tokenizer, [newest])
+    if starts:  # cut the original text at a token start: exact characters, no decode artefacts
+        n_tokens = len(starts)
+
+        def tail_text(t: int) -> str:
+            return newest[starts[-t] :]
+
+    else:
+        ids = list(_encode(tokenizer, newest)["input_ids"])
+        n_tokens = len(ids)
+
+        def tail_text(t: int) -> str:
+            return tokenizer.decode(ids[-t:])
+
+    def bodies(t: int) -> list[str]:
+        text = tail_text(t).rstrip()
+        # Stripped reads best; the raw tail (e.g. " yes") is what was counted, so try it too.
+        return [body for body in dict.fromkeys((text.strip(), text)) if body.strip()]
+
+    marker = _marker(omitted, newest_cut=True) + "\n"
+    for prefix in (marker, ""):
+        room = max_tokens - _count(tokenizer, prefix)
+        if room < 1:
+            continue
+        t = min(room, n_tokens)
+        while t > 0:
+            overs = []
+            for body in bodies(t):
+                over = _count(tokenizer, prefix + body) - max_tokens
+                if over <= 0:
+                    return prefix + body
+                overs.append(over)
+            step = min(overs, default=1)
+            t = t - step if t - step >= 1 or t == 1 else 1  # try a 1-token tail before giving up
+    return ""
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def _assemble(tabular: str, dialogue_block: str, template: PromptTemplate) -> str:
+    parts = [template.instruction, _tabular_block(tabular), dialogue_block, f"{template.question}\n{ANSWER_CUE}"]
+    return "\n\n".join(parts)
+
+
+def _dialogue_block(original: str, shown: str) -> str:
+    if shown:
+        return f"{_DIALOGUE_HEADER}\n{shown}"
+    return _DIALOGUE_OMITTED if _split_turns(original) else _NO_DIALOGUE
+
+
+def build_prompt(
+    row: Mapping[str, Any],
+    spec: FeatureSpec,
+    tokenizer: Any = None,
+    max_dialogue_tokens: int | None = None,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
+) -> str:
+    """Serialise one lead into the prompt the model reads (see the module docstring).
+
+    Parameters
+    ----------
+    row : Mapping[str, Any]
+        One lead: its feature columns and, if ``spec.dialogue_column`` is set, its dialogue.
+        Other columns are ignored.
+    spec : FeatureSpec
+        Which features to show, in which order and words, and where the dialogue is.
+    tokenizer : PreTrainedTokenizerBase, default=None
+        Needed only with ``max_dialogue_tokens``.
+    max_dialogue_tokens : int, default=None
+        Token budget for the dialogue (see :func:`truncate_dialogue`); None keeps it all.
+    template : PromptTemplate, default=PromptTemplate()
+        Instruction and question words.
+
+    Returns
+    -------
+    str
+        Deterministic text ending in ``"Answer:"``. Dialogue lines are stripped and blank
+        lines dropped. With no dialogue column, or an empty dialogue, the conversation
+        block reads ``"Conversation: none recorded."``; when a budget of 0 leaves nothing
+        of a real dialogue, it reads ``"Conversation: omitted (token budget too small)."``.
+
+    Raises
+    ------
+    MissingColumnError
+        A column named by ``spec`` is missing from ``row``.
+    ValueError
+        A value does not fit its feature kind, or ``max_dialogue_tokens`` is set without
+        a tokenizer.
+    """
+    if max_dialogue_tokens is not None:
+        _check_budget(tokenizer, max_dialogue_tokens, "max_dialogue_tokens")
+    tabular = render_tabular(row, spec)
+    dialogue = _dialogue_text(row, spec)
+    if max_dialogue_tokens is None:
+        shown = "\n".join(_split_turns(dialogue))
+    else:
+        shown = truncate_dialogue(dialogue, tokenizer, max_dialogue_tokens)
+    return _assemble(tabular, _dialogue_block(dialogue, shown), template)
+
+
+def build_prompts(
+    table: pd.DataFrame,
+    spec: FeatureSpec,
+    tokenizer: Any = None,
+    max_dialogue_tokens: int | None = None,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
+) -> list[str]:
+    """:func:`build_prompt` for every row of ``table``, in row order.
+
+    Columns are checked once up front. With a budget, whole dialogues are measured in
+    batches (fast tokenizers work in parallel) and only those over budget are truncated
+    turn by turn, so 100k-row tables take seconds, not minutes.
+
+    Raises
+    ------
+    MissingColumnError
+        ``table`` lacks a column named by ``spec``; the message lists the missing ones.
+    """
+    if max_dialogue_tokens is not None:
+        _check_budget(tokenizer, max_dialogue_tokens, "max_dialogue_tokens")
+    missing = [c for c in spec.input_columns if c not in table.columns]
+    if missing:
+        raise MissingColumnError(
+            f"the table has no column(s) {missing}, which the FeatureSpec names as inputs; add them "
+            f"(empty values mean unknown) or remove them from the spec. "
+            f"Columns present: {list(map(str, table.columns))}"
+        )
+    # Column by column: the same values and text as build_prompt, without a dict per row.
+    n_rows = len(table)
+    lines = [[f"- {f.label}: {format_value(v, f)}" for v in table[f.name].tolist()] for f in spec.features]
+    tabular = ["\n".join(parts) for parts in zip(*lines, strict=True)] if lines else [""] * n_rows
+    column = spec.dialogue_column
+    values = table[column].tolist() if column is not None else [None] * n_rows
+    dialogues = [_dialogue_text({column: value}, spec) for value in values]
+    shown = _fit_dialogues(dialogues, tokenizer, max_dialogue_tokens)
+    return [
+        _assemble(block, _dialogue_block(original, text), template)
+        for block, original, text in zip(tabular, dialogues, shown, strict=True)
+    ]
+
+
+def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | None) -> list[str]:
+    """Normalised dialogues, truncated to ``max_tokens`` where needed (as truncate_dialogue does)."""
+    joined = ["\n".join(_split_turns(d)) for d in dialogues]
+    if max_tokens is None:
+        return joined
+    if max_tokens == 0:
+        return [""] * len(joined)
+    out = list(joined)
+    for begin in range(0, len(joined), _BATCH):
+        todo = [i for i in range(begin, min(begin + _BATCH, len(joined))) if joined[i]]
+        if not todo:
+            continue
+        for i, (count, starts) in zip(todo, _measure(tokenizer, [joined[i] for i in todo]), strict=True):
+            if count > max_tokens:
+                out[i] = _cut(joined[i].split("\n"), tokenizer, max_tokens, starts)
+    return out
