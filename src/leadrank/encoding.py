@@ -30,6 +30,17 @@ def as_bool_float(column: pd.Series) -> np.ndarray:
     return np.array([convert(v) for v in column], dtype=float)
 
 
+def category_text(column: pd.Series) -> pd.Series:
+    """Categories as text, with whole floats written as integers (a code 1 read as 1.0 stays '1')."""
+
+    def text(value: object) -> object:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return column.map(text, na_action="ignore").astype(object)
+
+
 class TabularEncoder:
     """Encode the FeatureSpec's columns as a DataFrame of floats and pandas categoricals."""
 
@@ -38,7 +49,7 @@ class TabularEncoder:
 
     def fit(self, table: pd.DataFrame) -> TabularEncoder:
         self.categories_ = {
-            f.name: sorted(table[f.name].dropna().astype(str).unique())
+            f.name: sorted(category_text(table[f.name]).dropna().unique())
             for f in self.features.features
             if f.kind == "categorical"
         }
@@ -53,6 +64,7 @@ class TabularEncoder:
             elif feature.kind == "bool":
                 columns[feature.name] = as_bool_float(values)
             else:
-                text = values.astype(str).where(values.notna())
-                columns[feature.name] = pd.Categorical(text, categories=self.categories_[feature.name])
+                text = category_text(values)
+                known = text.where(text.isin(self.categories_[feature.name]))
+                columns[feature.name] = pd.Categorical(known, categories=self.categories_[feature.name])
         return pd.DataFrame(columns, index=table.index)

@@ -9,7 +9,7 @@ from leadrank.baselines import GBDTBaseline, GBDTConfig
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.profile import ORACLE_COLUMN
 from leadrank.data.split import TimeSplit
-from leadrank.metrics import k_label, precision_at, ranking_report
+from leadrank.metrics import k_label, precision_at, ranking_report, top_count
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
 MIN_LEADS_FOR_PRECISION = 20
@@ -20,8 +20,8 @@ def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, ob
     report = ranking_report(labels, scores)
     row: dict[str, object] = {"model": name, "auc": report["auc"], "pr_auc": report["pr_auc"]}
     for k in (0.001, 0.01, 0.05):
-        top = k * len(labels)
-        row[f"p@{k_label(k)}"] = precision_at(labels, scores, k) if top >= MIN_LEADS_FOR_PRECISION else np.nan
+        enough = top_count(k, len(labels)) >= MIN_LEADS_FOR_PRECISION
+        row[f"p@{k_label(k)}"] = precision_at(labels, scores, k) if enough else np.nan
     row["r@5%"] = report["r@5%"]
     return row
 

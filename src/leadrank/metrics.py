@@ -118,7 +118,7 @@ def _rank_order(s: np.ndarray) -> np.ndarray:
     return np.argsort(-s, kind="stable")
 
 
-def _n_top(k: float, n: int) -> int:
+def top_count(k: float, n: int) -> int:
     """Size of the top-``k`` set: ``max(1, ceil(k * n))``.
 
     ``k * n`` is rounded to 9 decimals before ``ceil`` so float noise does not add a lead
@@ -131,7 +131,7 @@ def _top_labels(y_true: ArrayLike, scores: ArrayLike, k: float) -> tuple[np.ndar
     """Validated labels of all leads and of the top-``k`` leads, in rank order."""
     k = _check_k(k)
     y, s = _validate(y_true, scores)
-    return y, y[_rank_order(s)[: _n_top(k, len(y))]]
+    return y, y[_rank_order(s)[: top_count(k, len(y))]]
 
 
 def auc(y_true: ArrayLike, scores: ArrayLike) -> float:

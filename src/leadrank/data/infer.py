@@ -62,10 +62,18 @@ def _kind(column: pd.Series) -> tuple[str | None, str]:
         return None, "no values"
     if ptypes.is_bool_dtype(column) or set(values.astype(str).str.strip().str.lower().unique()) <= _BOOL_VALUES and values.nunique() == 2:
         return "bool", ""
+    if str(column.name).endswith("_id"):
+        return None, "identifier column ('_id' suffix)"
     if ptypes.is_numeric_dtype(column):
         return "numeric", ""
-    if ptypes.is_datetime64_any_dtype(column):
+    if ptypes.is_datetime64_any_dtype(column) or _looks_like_time(values):
         return None, "timestamp: derive a number such as days since it, then add that column"
-    if str(column.name).endswith("_id") or values.nunique() > _MAX_CATEGORY_SHARE * len(values):
+    if values.nunique() > _MAX_CATEGORY_SHARE * len(values):
         return None, "looks like an identifier (too many distinct values)"
     return "categorical", ""
+
+
+def _looks_like_time(values: pd.Series) -> bool:
+    """Text that parses as ISO-8601 dates (how timestamps come back from CSV)."""
+    parsed = pd.to_datetime(values.astype(str), format="ISO8601", errors="coerce")
+    return bool(parsed.notna().mean() >= 0.95)

@@ -55,7 +55,7 @@ REASON_COLUMN = "_reason"
 
 _SHOW = 5  # rows, ids and sample values shown per problem before "+N more"
 _BOOL_WORDS = frozenset({"true", "false", "yes", "no"})
-_NO_LABELS_FIX = "or pass require_labels=False when the table has no outcomes yet (e.g. for scoring)"
+_NO_LABELS_FIX = "or, when the table has no outcomes yet (e.g. for scoring), pass require_labels=False (CLI: --no-labels)"
 
 
 # --------------------------------------------------------------------------------------
