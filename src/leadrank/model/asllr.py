@@ -1,0 +1,178 @@
+"""asLLR: a causal LM (with LoRA, or frozen) and three heads on its reading of a lead.
+
+- semantic head: the backbone's own LM head scores the next token after "Answer:" ("Yes"/"No");
+- pointwise head: MLP -> logit of lock-in (trained with BCE, gives the probability);
+- pairwise head: MLP -> ranking score (trained with HPRO).
+
+The heads read a pooled hidden state: the last token of the final layer (the paper) or the
+mean over the tokens of a chosen layer (much better for a frozen small model, see the
+README). The semantic head always reads the last token of the final layer, which is what
+the LM head was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from leadrank.data.prompt import PromptTemplate
+
+
+class ModelConfig(BaseModel):
+    """What the model is: backbone, adaptation mode, pooling, LoRA and head shapes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # backbone
+    backbone: str = Field(default="smollm2-135m", description="'smollm2-135m', 'tiny', or a local Hugging Face causal-LM folder.")
+    mode: Literal["lora", "frozen"] = Field(default="lora", description="'lora': fine-tune (the paper); 'frozen': heads on cached hidden states.")
+    # reading the lead
+    pooling: Literal["last", "mean"] = Field(default="last", description="'last': last token (the paper); 'mean': mean over tokens.")
+    pool_layer: int = Field(default=-1, description="Hidden-state layer the heads read (0 = embeddings, -1 = final).")
+    max_dialogue_tokens: int = Field(default=256, ge=0, description="Dialogue token budget; the newest turns are kept.")
+    # LoRA
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    lora_targets: tuple[str, ...] = Field(default=("q_proj", "k_proj", "v_proj", "o_proj"), description="Module names that get LoRA.")
+    lora_top_layers: int | None = Field(
+        default=None, ge=1, description="Put LoRA only in the top N layers (cheaper backward on CPU); null = all layers."
+    )
+    # heads
+    head_hidden: int = Field(default=128, ge=1)
+    head_dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.mode == "lora" and self.pooling == "mean" and self.pool_layer != -1:
+            raise ValueError("mode='lora' trains through the final layer; use pool_layer=-1 with LoRA, or mode='frozen'.")
+        return self
+
+
+def answer_token_ids(tokenizer: PreTrainedTokenizerBase, template: PromptTemplate) -> tuple[int, int]:
+    """Token ids of the first token of the Yes and No answers, as they follow "Answer:"."""
+    for yes, no in ((template.completion(1), template.completion(0)), (template.answer_yes, template.answer_no)):
+        yes_ids = tokenizer(yes, add_special_tokens=False)["input_ids"]
+        no_ids = tokenizer(no, add_special_tokens=False)["input_ids"]
+        if yes_ids and no_ids and yes_ids[0] != no_ids[0]:
+            return yes_ids[0], no_ids[0]
+    raise ValueError(
+        f"The tokenizer gives the answers {template.answer_yes!r} and {template.answer_no!r} the same first token; "
+        f"choose answer words that start differently in the PromptTemplate."
+    )
+
+
+class _Head(nn.Sequential):
+    """Linear(d, hidden) -> GELU -> Dropout -> Linear(hidden, 1), as in the paper's code."""
+
+    def __init__(self, width: int, hidden: int, dropout: float) -> None:
+        super().__init__(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+
+class ScoringHeads(nn.Module):
+    """The pointwise and pairwise heads; trained alone on cached features in frozen mode."""
+
+    def __init__(self, width: int, hidden: int = 128, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.point = _Head(width, hidden, dropout)
+        self.pair = _Head(width, hidden, dropout)
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = pooled.float()
+        return self.point(pooled).squeeze(-1), self.pair(pooled).squeeze(-1)
+
+
+@dataclass
+class ASLLROutput:
+    point_logits: torch.Tensor  # (B,) logit of lock-in
+    pair_scores: torch.Tensor  # (B,) ranking score
+    answer_logits: torch.Tensor  # (B, vocab) next-token logits after "Answer:"
+    pooled: torch.Tensor  # (B, width) what the heads read
+
+
+class ASLLR(nn.Module):
+    """The three-head ranker around a causal LM."""
+
+    def __init__(self, causal_lm: PreTrainedModel, config: ModelConfig, answer_ids: tuple[int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.answer_ids = answer_ids
+        width = causal_lm.config.hidden_size
+        if config.mode == "lora":
+            self.lm: nn.Module = get_peft_model(causal_lm, _lora_config(causal_lm, config))
+        else:
+            causal_lm.requires_grad_(False)
+            self.lm = causal_lm
+        self.heads = ScoringHeads(width, config.head_hidden, config.head_dropout)
+
+    @property
+    def causal_lm(self) -> PreTrainedModel:
+        return self.lm.get_base_model() if isinstance(self.lm, PeftModel) else self.lm
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled features for the heads, last-token final-layer state for the LM head)."""
+        pick_layer = self.config.pool_layer != -1
+        # Positions count real tokens only, so a lead's reading does not depend on its padding.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.causal_lm.base_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=pick_layer,
+            use_cache=False,
+        )
+        final = out.last_hidden_state
+        last = _last_token(final, attention_mask)
+        if self.config.pooling == "last" and not pick_layer:
+            return last, last
+        states = out.hidden_states[self.config.pool_layer] if pick_layer else final
+        if self.config.pooling == "last":
+            return _last_token(states, attention_mask), last
+        weights = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1), last
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ASLLROutput:
+        pooled, last = self.encode(input_ids, attention_mask)
+        point, pair = self.heads(pooled)
+        answer_logits = self.causal_lm.get_output_embeddings()(last)
+        return ASLLROutput(point, pair, answer_logits, pooled)
+
+    def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(head parameters, LoRA parameters) for differential learning rates."""
+        heads = list(self.heads.parameters())
+        lora = [p for p in self.lm.parameters() if p.requires_grad]
+        return heads, lora
+
+
+def _last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The state at each row's last real token, for left or right padding."""
+    last = attention_mask.shape[1] - 1 - attention_mask.flip(1).long().argmax(1)
+    return states[torch.arange(states.shape[0], device=states.device), last]
+
+
+def _lora_config(causal_lm: PreTrainedModel, config: ModelConfig) -> LoraConfig:
+    present = {name.rsplit(".", 1)[-1] for name, _ in causal_lm.named_modules()}
+    missing = sorted(set(config.lora_targets) - present)
+    if missing:
+        raise ValueError(
+            f"lora_targets {missing} are not modules of this backbone ({type(causal_lm).__name__}); "
+            f"attention projections here are named e.g. {sorted(n for n in present if n.endswith('proj'))}."
+        )
+    layers = None
+    if config.lora_top_layers is not None:
+        depth = causal_lm.config.num_hidden_layers
+        layers = list(range(max(0, depth - config.lora_top_layers), depth))
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets),
+        layers_to_transform=layers,
+        bias="none",
+    )
