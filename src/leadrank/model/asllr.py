@@ -92,7 +92,7 @@ class ScoringHeads(nn.Module):
 class ASLLROutput:
     point_logits: torch.Tensor  # (B,) logit of lock-in
     pair_scores: torch.Tensor  # (B,) ranking score
-    answer_logits: torch.Tensor  # (B, vocab) next-token logits after "Answer:"
+    answer_logits: torch.Tensor | None  # (B, vocab) next-token logits after "Answer:"; None from pooled states
     pooled: torch.Tensor  # (B, width) what the heads read
 
 
@@ -137,10 +137,19 @@ class ASLLR(nn.Module):
         weights = attention_mask.unsqueeze(-1).to(states.dtype)
         return (states * weights).sum(1) / weights.sum(1).clamp(min=1), last
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ASLLROutput:
-        pooled, last = self.encode(input_ids, attention_mask)
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        pooled: torch.Tensor | None = None,
+    ) -> ASLLROutput:
+        """Read token ids, or, given ``pooled`` states (frozen mode), run the heads only."""
+        answer_logits = None
+        if pooled is None:
+            pooled, last = self.encode(input_ids, attention_mask)
+            answer_logits = self.causal_lm.get_output_embeddings()(last)
         point, pair = self.heads(pooled)
-        answer_logits = self.causal_lm.get_output_embeddings()(last)
         return ASLLROutput(point, pair, answer_logits, pooled)
 
     def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -1,0 +1,401 @@
+"""Train asLLR + HPRO: one loop for CPU, one GPU and many (Accelerate).
+
+Modes share the loop: in ``lora`` mode a step runs the backbone with LoRA on a batch of
+prompts; in ``frozen`` mode the backbone reads every prompt once (cached on disk) and the
+step trains the heads on those states. Losses: alpha*BCE + lambda1*HPRO + lambda2*CE.
+
+Checkpoints hold only tensors (safetensors) and JSON; ``resume=True`` continues from the last
+one to the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DistributedDataParallelKwargs, is_bf16_available, set_seed
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+
+from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.data.prompt import DEFAULT_TEMPLATE, PromptTemplate, build_prompts
+from leadrank.data.schema import validate
+from leadrank.data.split import check_no_leakage, validation_slice
+from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
+from leadrank.losses import LossWeights, answer_ce, bce_loss, preference_loss
+from leadrank.metrics import auc
+from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.backbone import Backbone, load_backbone
+from leadrank.model.frozen import FeatureCache, extract_features
+from leadrank.model.inputs import collate, tokenize
+
+logger = get_logger(__name__)
+
+
+class TrainConfig(BaseModel):
+    """How to train: batches, learning rates and schedule, loss weights, stopping, checkpoints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # batches
+    batch_size: int = Field(default=16, ge=2, description="Leads per batch per process (pairs are built inside a batch).")
+    grad_accum_steps: int = Field(default=1, ge=1)
+    min_positives: int = Field(default=2, ge=1, description="Positives guaranteed in every batch.")
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    # optimisation
+    lr_heads: float = Field(default=5e-5, gt=0, description="Learning rate of the heads (the paper: 5e-5).")
+    lora_lr_ratio: float = Field(default=0.05, gt=0, description="LoRA learning rate as a share of lr_heads (the paper: 1/20).")
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=10, ge=0)
+    final_lr_fraction: float = Field(default=0.1, gt=0, le=1, description="Exponential decay to this share of the peak by the last step.")
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    # losses
+    bce_weight: float = Field(default=2.0, ge=0)
+    hpro_weight: float = Field(default=1.0, ge=0, description="0 disables HPRO (the ablation 'asLLR without HPRO').")
+    ce_weight: float = Field(default=0.5, ge=0)
+    # validation and stopping
+    val_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Most recent share of the training table used to validate.")
+    eval_every: int = Field(default=50, ge=1, description="Validate every N optimizer steps.")
+    patience: int = Field(default=3, ge=1, description="Stop after N validations without improvement.")
+    # machinery
+    checkpoint_every: int = Field(default=100, ge=1)
+    seed: int = 0
+    bf16: bool | None = Field(default=None, description="bf16 autocast; null = wherever the hardware supports it.")
+    gradient_checkpointing: bool = False
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; null = torch's default.")
+    feature_batch_size: int = Field(default=16, ge=1, description="Batch size when reading prompts in frozen mode.")
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(bce=self.bce_weight, hpro=self.hpro_weight, ce=self.ce_weight)
+
+
+@dataclass
+class TrainResult:
+    model: ASLLR
+    backbone: Backbone
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_step: int = 0
+    best_val_auc: float = float("nan")
+    steps: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Data:
+    """One part of the table, ready for the loop."""
+
+    labels: torch.Tensor
+    membership: torch.Tensor
+    token_ids: list[list[int]]
+    pad_id: int
+    features: torch.Tensor | None = None  # frozen mode: pooled states
+
+
+def train(
+    table: pd.DataFrame,
+    features: FeatureSpec,
+    funnel: FunnelSpec,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    *,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: Callable[[dict[str, float]], None] | None = None,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Train on a labelled table; the most recent ``val_fraction`` of it validates and stops early."""
+    validate(table, features, funnel)
+    check_no_leakage(features.names, funnel.supervision_columns)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    bf16 = is_bf16_available() if config.bf16 is None else config.bf16
+    accelerator = accelerator or Accelerator(
+        mixed_precision="bf16" if bf16 else "no",
+        gradient_accumulation_steps=config.grad_accum_steps,
+        # without HPRO the pairwise head gets no gradient; DDP must be told
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.hpro_weight == 0)],
+    )
+    set_seed(config.seed)
+    started = time.perf_counter()
+
+    backbone = load_backbone(model_config.backbone)
+    model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, template))
+    if config.gradient_checkpointing and model_config.mode == "lora":
+        model.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    split = validation_slice(table, config.val_fraction)
+    train_data = _prepare(split.train, features, funnel, model_config, template, backbone)
+    val_data = _prepare(split.test, features, funnel, model_config, template, backbone)
+    if model_config.mode == "frozen":
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        cache = FeatureCache.for_model(model, backbone.checksum, dtype)
+        model.to(accelerator.device)
+        for part, frame in ((train_data, split.train), (val_data, split.test)):
+            prompts = build_prompts(frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, template)
+            part.features = extract_features(
+                model, prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
+                batch_size=config.feature_batch_size, dtype=dtype,
+            )
+
+    sampler = FunnelBatchSampler(
+        train_data.labels.numpy(), train_data.membership.numpy(), config.batch_size,
+        min_positives=config.min_positives, seed=config.seed,
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+    )
+    steps_per_epoch = max(1, len(sampler) // config.grad_accum_steps)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    heads, lora = model.trainable_groups()
+    groups = [{"params": heads, "lr": config.lr_heads}]
+    if lora:
+        groups.append({"params": lora, "lr": config.lr_heads * config.lora_lr_ratio})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    margins = torch.tensor([t.margin for t in funnel.tiers], dtype=torch.float32)
+
+    state = _LoopState()
+    if resume and checkpoint_dir is not None and (checkpoint_dir / "state.json").exists():
+        state = _load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler)
+        logger.info(f"Resumed from step {state.step} in {checkpoint_dir}", main_process_only=True)
+
+    core = accelerator.unwrap_model(model)
+    while state.step < total_steps and not state.stopped:
+        sampler.set_epoch(state.epoch)
+        batches = list(sampler)
+        for micro, batch in enumerate(batches):
+            if micro < state.micro_done:
+                continue  # already trained on before the resume
+            with accelerator.accumulate(model):
+                loss, parts = _step_loss(model, core, train_data, batch, margins, funnel, config, accelerator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(heads + lora, config.max_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad()
+            state.micro_done = micro + 1
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            parts |= {"step": state.step, "lr": scheduler.get_last_lr()[0]}
+            if state.step % config.eval_every == 0 or state.step == total_steps:
+                _validate_and_track(core, val_data, config, state, accelerator, backbone)
+                parts |= {"val_auc": state.history[-1]["val_auc"]}
+            if progress is not None and accelerator.is_main_process:
+                progress(parts)
+            if checkpoint_dir is not None and (state.step % config.checkpoint_every == 0 or state.step == total_steps):
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    _save_checkpoint(checkpoint_dir, core, optimizer, scheduler, state)
+            if state.step >= total_steps or state.stopped:
+                break
+        else:
+            state.epoch += 1
+            state.micro_done = 0
+
+    if state.best_weights is not None:
+        core.load_state_dict(state.best_weights, strict=False)
+    core.eval()
+    return TrainResult(
+        model=core,
+        backbone=backbone,
+        history=state.history,
+        best_step=state.best_step,
+        best_val_auc=state.best_val_auc,
+        steps=state.step,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _prepare(
+    frame: pd.DataFrame,
+    features: FeatureSpec,
+    funnel: FunnelSpec,
+    model_config: ModelConfig,
+    template: PromptTemplate,
+    backbone: Backbone,
+) -> _Data:
+    prompts = build_prompts(frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, template)
+    return _Data(
+        labels=torch.as_tensor(frame[funnel.label_column].astype(int).to_numpy(), dtype=torch.float32),
+        membership=torch.as_tensor(tier_membership(frame, funnel)),
+        token_ids=tokenize(backbone.tokenizer, prompts),
+        pad_id=backbone.tokenizer.pad_token_id,
+    )
+
+
+def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Linear warmup to the peak, then exponential decay to ``final_lr_fraction`` at the last step."""
+    warmup = min(config.warmup_steps, max(total_steps - 1, 0))
+    decay_steps = max(total_steps - warmup, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return config.final_lr_fraction ** (min(step - warmup, decay_steps) / decay_steps)
+
+    return factor
+
+
+def _forward(model, core: ASLLR, data: _Data, batch: list[int], device: torch.device):
+    """(point logits, pair scores, answer logits or None) for the rows ``batch`` of ``data``."""
+    if data.features is not None:
+        out = model(pooled=data.features[batch].to(device))
+    else:
+        input_ids, attention_mask = collate([data.token_ids[i] for i in batch], data.pad_id)
+        out = model(input_ids.to(device), attention_mask.to(device))
+    return out.point_logits, out.pair_scores, out.answer_logits
+
+
+def _step_loss(model, core: ASLLR, data: _Data, batch: list[int], margins, funnel: FunnelSpec, config: TrainConfig, accelerator):
+    device = accelerator.device
+    point, pair, answer_logits = _forward(model, core, data, batch, device)
+    labels = data.labels[batch].to(device)
+    weights = config.loss_weights
+    bce = bce_loss(point, labels)
+    loss = weights.bce * bce
+    parts = {"bce": bce.item()}
+    if weights.hpro > 0:
+        pairs = funnel_pairs(data.membership[batch], margins) if funnel.tiers else label_pairs(labels.cpu())
+        hpro, stats = preference_loss(pair, pairs, max(len(funnel.tiers), 1))
+        loss = loss + weights.hpro * hpro
+        parts["hpro"] = hpro.item()
+        names = [t.name for t in funnel.tiers] or ["label"]
+        for t, name in enumerate(names):
+            parts[f"pairs_{name}"] = stats["pairs"][t].item()
+            parts[f"acc_{name}"] = stats["accuracy"][t].item()
+    if answer_logits is not None and weights.ce > 0:
+        ce = answer_ce(answer_logits, labels, *core.answer_ids)
+        loss = loss + weights.ce * ce
+        parts["ce"] = ce.item()
+    parts["loss"] = loss.item()
+    return loss, parts
+
+
+@dataclass
+class _LoopState:
+    step: int = 0
+    epoch: int = 0
+    micro_done: int = 0
+    best_val_auc: float = float("-inf")
+    best_step: int = 0
+    evals_without_gain: int = 0
+    stopped: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_weights: dict[str, torch.Tensor] | None = None
+
+
+@torch.inference_mode()
+def score_parts(core: ASLLR, data: _Data, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(point logits, pair scores) for every row of ``data``, in row order."""
+    was_training = core.training
+    core.eval()
+    points, pairs = np.zeros(len(data.labels)), np.zeros(len(data.labels))
+    for start in range(0, len(data.labels), batch_size):
+        batch = list(range(start, min(start + batch_size, len(data.labels))))
+        point, pair, _ = _forward(core, core, data, batch, device)
+        points[batch], pairs[batch] = point.float().cpu().numpy(), pair.float().cpu().numpy()
+    core.train(was_training)
+    return points, pairs
+
+
+def _validate_and_track(core: ASLLR, data: _Data, config: TrainConfig, state: _LoopState, accelerator: Accelerator, backbone: Backbone) -> None:
+    with accelerator.autocast():
+        points, pairs = score_parts(core, data, max(config.batch_size, 16), accelerator.device)
+    labels = data.labels.numpy()
+    both_classes = 0 < labels.sum() < len(labels)
+    point_auc = auc(labels, points) if both_classes else float("nan")
+    pair_auc = auc(labels, pairs) if both_classes else float("nan")
+    val_auc = pair_auc if config.hpro_weight > 0 else point_auc
+    state.history.append({"step": state.step, "val_auc": val_auc, "val_auc_point": point_auc, "val_auc_pair": pair_auc})
+    if not math.isnan(val_auc) and val_auc > state.best_val_auc:
+        state.best_val_auc, state.best_step, state.evals_without_gain = val_auc, state.step, 0
+        state.best_weights = {k: v.detach().clone() for k, v in _trainable_state(core).items()}
+    else:
+        state.evals_without_gain += 1
+        state.stopped = state.evals_without_gain >= config.patience
+
+
+def _trainable_state(core: ASLLR) -> dict[str, torch.Tensor]:
+    names = {id(p): n for n, p in core.named_parameters()}
+    heads, lora = core.trainable_groups()
+    return {names[id(p)]: p for p in heads + lora}
+
+
+def _save_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler, state: _LoopState) -> None:
+    """Tensors to safetensors, the rest to JSON; written to a temp folder and swapped in."""
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in _trainable_state(core).items()}, str(staging / "trainable.safetensors"))
+    if state.best_weights is not None:
+        save_file({k: v.cpu().contiguous() for k, v in state.best_weights.items()}, str(staging / "best.safetensors"))
+    optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer)
+    save_file(optimizer_tensors, str(staging / "optimizer.safetensors"))
+    save_file({"torch": torch.get_rng_state()}, str(staging / "rng.safetensors"))
+    meta = {
+        "step": state.step, "epoch": state.epoch, "micro_done": state.micro_done,
+        "best_val_auc": state.best_val_auc, "best_step": state.best_step,
+        "evals_without_gain": state.evals_without_gain, "stopped": state.stopped,
+        "history": state.history, "scheduler": scheduler.state_dict()["last_epoch"],
+        "optimizer": optimizer_meta,
+    }
+    (staging / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+    previous = folder.with_name(folder.name + ".old")
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        folder.rename(previous)
+    staging.rename(folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler) -> _LoopState:
+    meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    core.load_state_dict(load_file(str(folder / "trainable.safetensors")), strict=False)
+    _restore_optimizer(optimizer, load_file(str(folder / "optimizer.safetensors")), meta["optimizer"])
+    scheduler.last_epoch = meta["scheduler"]
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch"])
+    best = folder / "best.safetensors"
+    return _LoopState(
+        step=meta["step"], epoch=meta["epoch"], micro_done=meta["micro_done"],
+        best_val_auc=meta["best_val_auc"], best_step=meta["best_step"],
+        evals_without_gain=meta["evals_without_gain"], stopped=meta["stopped"], history=meta["history"],
+        best_weights=load_file(str(best)) if best.exists() else None,
+    )
+
+
+def _flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state_dict = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for param_id, slots in state_dict["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{param_id}.{slot}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{param_id}.{slot}"] = value
+    groups = [{k: v for k, v in group.items()} for group in state_dict["param_groups"]]
+    return tensors or {"_empty": torch.zeros(1)}, {"groups": groups, "scalars": scalars}
+
+
+def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, object]] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        if key == "_empty":
+            continue
+        param_id, slot = key.split(".", 1)
+        state.setdefault(int(param_id), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["groups"]})
