@@ -183,6 +183,137 @@ def _print_profile(table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpe
         )
 
 
+@app.command()
+@_handle_errors
+def split(
+    data: Annotated[str, typer.Argument(help="Lead table to split by as_of.")],
+    train_out: Annotated[Path, typer.Option("--train", help="Where to write the earlier part.")],
+    test_out: Annotated[Path, typer.Option("--test", help="Where to write the later part.")],
+    test_fraction: Annotated[float, typer.Option(help="Share of leads in the later part (ties in as_of stay together).")] = 0.3,
+) -> None:
+    """Split a table in strict time order: every training lead was seen before every test lead."""
+    from leadrank.data.io import read_table, write_table
+    from leadrank.data.split import time_split
+
+    parts = time_split(read_table(data), test_fraction)
+    write_table(parts.train, train_out)
+    write_table(parts.test, test_out)
+    console.print(parts.summary())
+
+
+@app.command("train")
+@_handle_errors
+def train_command(
+    data: Annotated[str, typer.Argument(help="Labelled lead table; its most recent 10 % validates and stops training early.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
+    mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
+    no_hpro: Annotated[bool, typer.Option("--no-hpro", help="Train without the HPRO loss (the paper's ablation).")] = False,
+    preset: Annotated[str, typer.Option(help="'cpu-quick' (short CPU run) or 'paper' (GPU, the paper's settings).")] = "cpu-quick",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    features: FeaturesOption = None,
+    funnel: FunnelOption = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.checkpoints.")] = False,
+) -> None:
+    """Train asLLR (+ HPRO) on a labelled table and write a model directory."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from leadrank import artifact as artifacts
+    from leadrank.data.io import read_table
+    from leadrank.training import RunConfig, train
+
+    feature_spec, funnel_spec = _specs(features, funnel)
+    model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
+    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None}.items() if v is not None}
+    run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
+    table = read_table(data)
+    checkpoints = out.with_name(out.name + ".checkpoints")
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[parts]}")]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("training", total=run.train.max_steps, parts="")
+
+        def show(parts: dict[str, float]) -> None:
+            shown = "  ".join(f"{k} {parts[k]:.3f}" for k in ("loss", "bce", "hpro", "ce", "val_auc") if k in parts)
+            bar.update(task, completed=parts["step"], total=parts.get("total_steps"), parts=shown)
+
+        result = train(table, feature_spec, funnel_spec, run.model, run.train, checkpoint_dir=checkpoints, resume=resume, progress=show)
+    artifact = artifacts.from_training(result, feature_spec, funnel_spec, run.model, run.train, _default_template())
+    artifacts.save(artifact, out)
+    val = ", ".join(f"{k} {v:.4f}" for k, v in artifact.metrics.items() if k.startswith("val_auc"))
+    console.print(
+        f"Trained {run.model.mode} on {run.model.backbone} in {result.seconds:.0f} s ({result.steps} steps, best at step {result.best_step}); "
+        f"validation: {val or 'n/a (one class)'}. Ranks by the {artifact.rank_by} head. Wrote {out}."
+    )
+
+
+def _default_template():
+    from leadrank.data.prompt import DEFAULT_TEMPLATE
+
+    return DEFAULT_TEMPLATE
+
+
+RankByOption = Annotated[
+    str | None, typer.Option("--rank-by", help="'pair' (HPRO head), 'point' (probability head) or 'blend'; default: the model's choice.")
+]
+
+
+@app.command()
+@_handle_errors
+def score(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    data: Annotated[str, typer.Argument(help="Leads to score (no outcome columns needed).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write lead_id, probability, rank_score.")],
+    rank_by: RankByOption = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (with other jobs running, 1 can beat 2).")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time; memory stays flat.")] = 5_000,
+) -> None:
+    """Score leads with a trained model; invalid rows go to OUT.rejected.* with the reason."""
+    from leadrank import artifact as artifacts
+    from leadrank.inference import ScoreConfig, Scorer
+
+    scorer = Scorer(artifacts.load(model_dir), ScoreConfig(rank_by=rank_by, threads=threads))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    summary = scorer.score_file(data, out, chunk_rows=chunk_rows)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"{summary.rows_in:,} leads in: {summary.rows_scored:,} scored -> {out} in {elapsed:.1f} s "
+        f"({summary.rows_scored / max(elapsed, 1e-9):.1f} leads/s), {summary.rows_rejected:,} rejected"
+        + (f" -> {summary.rejected_path}" if summary.rejected_path else "")
+    )
+
+
+@app.command()
+@_handle_errors
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    data: Annotated[str, typer.Argument(help="Labelled leads, e.g. the later part of `leadrank split`.")],
+    rank_by: RankByOption = None,
+) -> None:
+    """Metrics of a model on labelled leads: AUC, precision/recall at the top, calibration; oracle row when known."""
+    from leadrank import artifact as artifacts
+    from leadrank.data.io import read_table
+    from leadrank.data.profile import ORACLE_COLUMN
+    from leadrank.data.schema import validate as validate_table
+    from leadrank.experiments import score_row
+    from leadrank.inference import ScoreConfig, Scorer
+    from leadrank.metrics import brier, ece
+
+    artifact = artifacts.load(model_dir)
+    table = read_table(data)
+    validate_table(table, artifact.features, artifact.funnel)
+    scorer = Scorer(artifact, ScoreConfig(rank_by=rank_by))  # type: ignore[arg-type]
+    scores = scorer.score(table)
+    labels = table[artifact.funnel.label_column].astype(int).to_numpy()
+    rows = [score_row(f"asLLR (rank by {scorer.rank_by})", labels, scores["rank_score"].to_numpy())]
+    if ORACLE_COLUMN in table.columns:
+        rows.append(score_row("oracle (true propensity)", labels, table[ORACLE_COLUMN].to_numpy()))
+    _print_results(pd.DataFrame(rows), title=f"{len(table):,} leads, {labels.sum():,} positives")
+    probability = scores["probability"].to_numpy()
+    console.print(f"Probability calibration: Brier {brier(labels, probability):.4f}, ECE {ece(labels, probability):.4f}")
+
+
 @spec_app.command("infer")
 @_handle_errors
 def spec_infer(

@@ -23,7 +23,9 @@ TIME_COLUMN = "as_of"
 RESERVED_COLUMNS = frozenset({ID_COLUMN, TIME_COLUMN})
 
 
-class _Spec(BaseModel):
+class YamlModel(BaseModel):
+    """A frozen pydantic model that reads and writes YAML."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
@@ -63,7 +65,7 @@ class Feature(BaseModel):
         return self.description or self.name.replace("_", " ")
 
 
-class FeatureSpec(_Spec):
+class FeatureSpec(YamlModel):
     """The columns a model may read, in prompt order, and where the dialogue is."""
 
     features: list[Feature] = Field(description="Tabular input columns, in the order the prompt lists them.")
@@ -111,7 +113,7 @@ class Tier(BaseModel):
     margin: float = Field(ge=0.0, description="How sure the business is of this preference (Bradley–Terry margin).")
 
 
-class FunnelSpec(_Spec):
+class FunnelSpec(YamlModel):
     """Funnel stages (low -> high), the columns that hold the outcome, and the HPRO tiers."""
 
     stages: list[str] = Field(min_length=2, description="Stage names from lowest to highest.")

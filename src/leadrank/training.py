@@ -27,7 +27,7 @@ from accelerate.utils import DistributedDataParallelKwargs, is_bf16_available, s
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
-from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.config import FeatureSpec, FunnelSpec, YamlModel
 from leadrank.data.prompt import DEFAULT_TEMPLATE, PromptTemplate, build_prompts
 from leadrank.data.schema import validate
 from leadrank.data.split import check_no_leakage, validation_slice
@@ -81,6 +81,37 @@ class TrainConfig(BaseModel):
         return LossWeights(bce=self.bce_weight, hpro=self.hpro_weight, ce=self.ce_weight)
 
 
+PRESETS = ("cpu-quick", "paper")
+
+
+class RunConfig(YamlModel):
+    """A whole recipe: the model and how to train it (``configs/presets/*.yaml``)."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @classmethod
+    def resolve(cls, preset: str | None = None, config_file: Path | None = None, **overrides: dict) -> RunConfig:
+        """Preset, then a YAML file, then explicit overrides (``model={...}``, ``train={...}``), later wins."""
+        merged: dict = {"model": {}, "train": {}}
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
+            _merge(merged, cls._packaged(f"presets/{preset}.yaml").model_dump(exclude_unset=True))
+        if config_file is not None:
+            _merge(merged, cls.from_yaml(config_file).model_dump(exclude_unset=True))
+        _merge(merged, overrides)
+        return cls.model_validate(merged)
+
+
+def _merge(into: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
 @dataclass
 class TrainResult:
     model: ASLLR
@@ -90,6 +121,9 @@ class TrainResult:
     best_val_auc: float = float("nan")
     steps: int = 0
     seconds: float = 0.0
+    val_labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    val_point: np.ndarray = field(default_factory=lambda: np.zeros(0))  # pointwise logits of the returned model
+    val_pair: np.ndarray = field(default_factory=lambda: np.zeros(0))  # pairwise scores of the returned model
 
 
 @dataclass
@@ -190,7 +224,7 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             state.step += 1
-            parts |= {"step": state.step, "lr": scheduler.get_last_lr()[0]}
+            parts |= {"step": state.step, "total_steps": total_steps, "lr": scheduler.get_last_lr()[0]}
             if state.step % config.eval_every == 0 or state.step == total_steps:
                 _validate_and_track(core, val_data, config, state, accelerator, backbone)
                 parts |= {"val_auc": state.history[-1]["val_auc"]}
@@ -208,6 +242,8 @@ def train(
 
     if state.best_weights is not None:
         core.load_state_dict(state.best_weights, strict=False)
+    with accelerator.autocast():
+        val_point, val_pair = score_parts(core, val_data, max(config.batch_size, 16), accelerator.device)
     core.eval()
     return TrainResult(
         model=core,
@@ -217,6 +253,9 @@ def train(
         best_val_auc=state.best_val_auc,
         steps=state.step,
         seconds=time.perf_counter() - started,
+        val_labels=val_data.labels.numpy(),
+        val_point=val_point,
+        val_pair=val_pair,
     )
 
 
@@ -230,7 +269,7 @@ def _prepare(
 ) -> _Data:
     prompts = build_prompts(frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, template)
     return _Data(
-        labels=torch.as_tensor(frame[funnel.label_column].astype(int).to_numpy(), dtype=torch.float32),
+        labels=torch.tensor(frame[funnel.label_column].astype(int).to_numpy(), dtype=torch.float32),
         membership=torch.as_tensor(tier_membership(frame, funnel)),
         token_ids=tokenize(backbone.tokenizer, prompts),
         pad_id=backbone.tokenizer.pad_token_id,

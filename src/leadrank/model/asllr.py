@@ -12,6 +12,7 @@ the LM head was trained on.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +23,9 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from leadrank.data.prompt import PromptTemplate
+
+# peft asks transformers a deprecated question on every wrap; the answer is right, the warning is noise.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 class ModelConfig(BaseModel):
