@@ -156,8 +156,9 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     bf16 = is_bf16_available() if config.bf16 is None else config.bf16
+    # bf16 autocast is applied here, not through Accelerate's process-wide mixed-precision state,
+    # so runs with different settings can share a process.
     accelerator = accelerator or Accelerator(
-        mixed_precision="bf16" if bf16 else "no",
         gradient_accumulation_steps=config.grad_accum_steps,
         # without HPRO the pairwise head gets no gradient; DDP must be told
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.hpro_weight == 0)],
@@ -205,6 +206,8 @@ def train(
         logger.info(f"Resumed from step {state.step} in {checkpoint_dir}", main_process_only=True)
 
     core = accelerator.unwrap_model(model)
+    autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16)
+    model.train()
     while state.step < total_steps and not state.stopped:
         sampler.set_epoch(state.epoch)
         batches = list(sampler)
@@ -212,7 +215,8 @@ def train(
             if micro < state.micro_done:
                 continue  # already trained on before the resume
             with accelerator.accumulate(model):
-                loss, parts = _step_loss(model, core, train_data, batch, margins, funnel, config, accelerator)
+                with autocast:
+                    loss, parts = _step_loss(model, core, train_data, batch, margins, funnel, config, accelerator)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(heads + lora, config.max_grad_norm)
@@ -226,7 +230,8 @@ def train(
             state.step += 1
             parts |= {"step": state.step, "total_steps": total_steps, "lr": scheduler.get_last_lr()[0]}
             if state.step % config.eval_every == 0 or state.step == total_steps:
-                _validate_and_track(core, val_data, config, state, accelerator, backbone)
+                with autocast:
+                    _validate_and_track(core, val_data, config, state, accelerator)
                 parts |= {"val_auc": state.history[-1]["val_auc"]}
             if progress is not None and accelerator.is_main_process:
                 progress(parts)
@@ -242,7 +247,7 @@ def train(
 
     if state.best_weights is not None:
         core.load_state_dict(state.best_weights, strict=False)
-    with accelerator.autocast():
+    with autocast:
         val_point, val_pair = score_parts(core, val_data, max(config.batch_size, 16), accelerator.device)
     core.eval()
     return TrainResult(
@@ -351,9 +356,8 @@ def score_parts(core: ASLLR, data: _Data, batch_size: int, device: torch.device)
     return points, pairs
 
 
-def _validate_and_track(core: ASLLR, data: _Data, config: TrainConfig, state: _LoopState, accelerator: Accelerator, backbone: Backbone) -> None:
-    with accelerator.autocast():
-        points, pairs = score_parts(core, data, max(config.batch_size, 16), accelerator.device)
+def _validate_and_track(core: ASLLR, data: _Data, config: TrainConfig, state: _LoopState, accelerator: Accelerator) -> None:
+    points, pairs = score_parts(core, data, max(config.batch_size, 16), accelerator.device)
     labels = data.labels.numpy()
     both_classes = 0 < labels.sum() < len(labels)
     point_auc = auc(labels, points) if both_classes else float("nan")
@@ -384,7 +388,10 @@ def _save_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler, state: _Lo
         save_file({k: v.cpu().contiguous() for k, v in state.best_weights.items()}, str(staging / "best.safetensors"))
     optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer)
     save_file(optimizer_tensors, str(staging / "optimizer.safetensors"))
-    save_file({"torch": torch.get_rng_state()}, str(staging / "rng.safetensors"))
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng |= {f"cuda_{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
+    save_file(rng, str(staging / "rng.safetensors"))
     meta = {
         "step": state.step, "epoch": state.epoch, "micro_done": state.micro_done,
         "best_val_auc": state.best_val_auc, "best_step": state.best_step,
@@ -407,7 +414,10 @@ def _load_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler) -> _LoopSt
     _restore_optimizer(optimizer, load_file(str(folder / "optimizer.safetensors")), meta["optimizer"])
     scheduler.last_epoch = meta["scheduler"]
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-    torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch"])
+    rng = load_file(str(folder / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([rng[f"cuda_{i}"] for i in range(torch.cuda.device_count()) if f"cuda_{i}" in rng])
     best = folder / "best.safetensors"
     return _LoopState(
         step=meta["step"], epoch=meta["epoch"], micro_done=meta["micro_done"],

@@ -54,7 +54,7 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
-        if self.mode == "lora" and self.pooling == "mean" and self.pool_layer != -1:
+        if self.mode == "lora" and self.pool_layer != -1:
             raise ValueError("mode='lora' trains through the final layer; use pool_layer=-1 with LoRA, or mode='frozen'.")
         return self
 
@@ -108,10 +108,13 @@ class ASLLR(nn.Module):
         self.config = config
         self.answer_ids = answer_ids
         width = causal_lm.config.hidden_size
+        self.reads_inner_layer = _check_pool_layer(config, causal_lm.config.num_hidden_layers)
         if config.mode == "lora":
             self.lm: nn.Module = get_peft_model(causal_lm, _lora_config(causal_lm, config))
         else:
             causal_lm.requires_grad_(False)
+            if self.reads_inner_layer:
+                _truncate(causal_lm, config.pool_layer % (causal_lm.config.num_hidden_layers + 1))
             self.lm = causal_lm
         self.heads = ScoringHeads(width, config.head_hidden, config.head_dropout)
 
@@ -119,27 +122,23 @@ class ASLLR(nn.Module):
     def causal_lm(self) -> PreTrainedModel:
         return self.lm.get_base_model() if isinstance(self.lm, PeftModel) else self.lm
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pooled features for the heads, last-token final-layer state for the LM head)."""
-        pick_layer = self.config.pool_layer != -1
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled features for the heads, last-token final-layer state for the LM head).
+
+        A frozen model that reads an inner layer runs only the layers below it and has no
+        final-layer state (None).
+        """
         # Positions count real tokens only, so a lead's reading does not depend on its padding.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.causal_lm.base_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            output_hidden_states=pick_layer,
-            use_cache=False,
-        )
-        final = out.last_hidden_state
-        last = _last_token(final, attention_mask)
-        if self.config.pooling == "last" and not pick_layer:
-            return last, last
-        states = out.hidden_states[self.config.pool_layer] if pick_layer else final
+        states = self.causal_lm.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        last = _last_token(states, attention_mask)
+        final_last = None if self.reads_inner_layer else last
         if self.config.pooling == "last":
-            return _last_token(states, attention_mask), last
+            return last, final_last
         weights = attention_mask.unsqueeze(-1).to(states.dtype)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1), last
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1), final_last
 
     def forward(
         self,
@@ -152,7 +151,8 @@ class ASLLR(nn.Module):
         answer_logits = None
         if pooled is None:
             pooled, last = self.encode(input_ids, attention_mask)
-            answer_logits = self.causal_lm.get_output_embeddings()(last)
+            if last is not None:
+                answer_logits = self.causal_lm.get_output_embeddings()(last)
         point, pair = self.heads(pooled)
         return ASLLROutput(point, pair, answer_logits, pooled)
 
@@ -167,6 +167,24 @@ def _last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     """The state at each row's last real token, for left or right padding."""
     last = attention_mask.shape[1] - 1 - attention_mask.flip(1).long().argmax(1)
     return states[torch.arange(states.shape[0], device=states.device), last]
+
+
+def _check_pool_layer(config: ModelConfig, depth: int) -> bool:
+    """Whether ``pool_layer`` names an inner layer; refuse layers the backbone does not have."""
+    if not -(depth + 1) <= config.pool_layer <= depth:
+        raise ValueError(
+            f"pool_layer={config.pool_layer} but this backbone has {depth} layers: use 0..{depth} "
+            f"(0 = embeddings) or a negative index (-1 = final)."
+        )
+    return config.pool_layer % (depth + 1) != depth
+
+
+def _truncate(causal_lm: PreTrainedModel, layer: int) -> None:
+    """Keep only the layers below ``layer`` and drop the final norm: the output is that layer's state."""
+    decoder = causal_lm.base_model
+    decoder.layers = decoder.layers[:layer]
+    decoder.norm = nn.Identity()
+    causal_lm.config.num_hidden_layers = layer
 
 
 def _lora_config(causal_lm: PreTrainedModel, config: ModelConfig) -> LoraConfig:
