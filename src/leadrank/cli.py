@@ -222,7 +222,7 @@ def train_command(
 
     from leadrank import artifact as artifacts
     from leadrank.data.io import read_table
-    from leadrank.training import RunConfig, train
+    from leadrank.training import RunConfig, process_state, train
 
     feature_spec, funnel_spec = _specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
@@ -231,7 +231,8 @@ def train_command(
     table = read_table(data)
     checkpoints = out.with_name(out.name + ".checkpoints")
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[parts]}")]
-    with Progress(*columns, console=console) as bar:
+    main_process = process_state().is_main_process  # under torchrun / accelerate launch, one process reports and writes
+    with Progress(*columns, console=console, disable=not main_process) as bar:
         task = bar.add_task("training", total=run.train.max_steps, parts="")
 
         def show(parts: dict[str, float]) -> None:
@@ -239,6 +240,8 @@ def train_command(
             bar.update(task, completed=parts["step"], total=parts.get("total_steps"), parts=shown)
 
         result = train(table, feature_spec, funnel_spec, run.model, run.train, checkpoint_dir=checkpoints, resume=resume, progress=show)
+    if not main_process:
+        return
     artifact = artifacts.from_training(result, feature_spec, funnel_spec, run.model, run.train, _default_template())
     artifacts.save(artifact, out)
     val = ", ".join(f"{k} {v:.4f}" for k, v in artifact.metrics.items() if k.startswith("val_auc"))

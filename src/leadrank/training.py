@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, is_bf16_available, set_seed
 from pydantic import BaseModel, ConfigDict, Field
@@ -159,6 +159,7 @@ def train(
     # bf16 autocast is applied here, not through Accelerate's process-wide mixed-precision state,
     # so runs with different settings can share a process.
     accelerator = accelerator or Accelerator(
+        cpu=_cpu_only(),
         gradient_accumulation_steps=config.grad_accum_steps,
         # without HPRO the pairwise head gets no gradient; DDP must be told
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.hpro_weight == 0)],
@@ -262,6 +263,16 @@ def train(
         val_point=val_point,
         val_pair=val_pair,
     )
+
+
+def _cpu_only() -> bool:
+    """No GPU: Accelerate then needs cpu=True to run several processes (torchrun, gloo)."""
+    return not torch.cuda.is_available()
+
+
+def process_state() -> PartialState:
+    """This process's place in a (possibly multi-process) run; the same on CPU and GPU."""
+    return PartialState(cpu=_cpu_only())
 
 
 def _prepare(
