@@ -8,7 +8,7 @@ import pandas as pd
 from leadrank.baselines import GBDTBaseline, GBDTConfig
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.profile import ORACLE_COLUMN
-from leadrank.data.split import TimeSplit
+from leadrank.data.split import TimeSplit, check_no_leakage
 from leadrank.metrics import k_label, precision_at, ranking_report, top_count
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
@@ -28,6 +28,7 @@ def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, ob
 
 def compare_baselines(split: TimeSplit, features: FeatureSpec, funnel: FunnelSpec, *, seed: int = 0) -> pd.DataFrame:
     """Fit the LightGBM baselines on ``split.train``; score ``split.test``; add the oracle when known."""
+    check_no_leakage(features.names, funnel.supervision_columns)
     labels = split.test[funnel.label_column].astype(int).to_numpy()
     rows = []
     variants = [False, True] if features.dialogue_column else [False]
