@@ -24,6 +24,8 @@ from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import split_valid, validate
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
 
+
+
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
 
 
@@ -36,6 +38,10 @@ class ScoreConfig:
     bf16: bool | None = None  # None: wherever the hardware supports it
     threads: int | None = None
     rank_by: RankBy | None = None  # None: the artifact's choice
+
+    def __post_init__(self) -> None:
+        if self.rank_by not in (None, "pair", "point", "blend"):
+            raise ValueError(f"rank_by must be 'pair', 'point' or 'blend'; got {self.rank_by!r}.")
 
 
 @dataclass(frozen=True)
@@ -97,12 +103,15 @@ class Scorer:
             for chunk in iter_table(source, chunk_rows):
                 valid, rejected = split_valid(chunk, self.artifact.features, self.artifact.funnel, require_labels=False)
                 rows_in += len(chunk)
-                scored_out.write(self.score(valid) if len(valid) else pd.DataFrame({c: [] for c in SCORE_COLUMNS}))
-                rows_scored += len(valid)
+                if len(valid):
+                    scored_out.write(self.score(valid))
+                    rows_scored += len(valid)
                 if len(rejected):
                     rejected_out = rejected_out or stack.enter_context(ChunkedWriter(rejected_path))
                     rejected_out.write(rejected.astype(str))  # as text: the rejected values may not fit their column type
                     rows_rejected += len(rejected)
+            if not rows_scored:  # the file still gets its header
+                scored_out.write(pd.DataFrame({c: pd.Series([], dtype=str if c == ID_COLUMN else float) for c in SCORE_COLUMNS}))
         return FileSummary(rows_in, rows_scored, rows_rejected, rejected_path if rows_rejected else None)
 
     def _rank_score(self, point: np.ndarray, pair: np.ndarray) -> np.ndarray:

@@ -132,6 +132,7 @@ class _Data:
 
     labels: torch.Tensor
     membership: torch.Tensor
+    prompts: list[str]
     token_ids: list[list[int]]
     pad_id: int
     features: torch.Tensor | None = None  # frozen mode: pooled states
@@ -178,10 +179,9 @@ def train(
         dtype = torch.bfloat16 if bf16 else torch.float32
         cache = FeatureCache.for_model(model, backbone.checksum, dtype)
         model.to(accelerator.device)
-        for part, frame in ((train_data, split.train), (val_data, split.test)):
-            prompts = build_prompts(frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, template)
+        for part in (train_data, val_data):
             part.features = extract_features(
-                model, prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
+                model, part.prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
                 batch_size=config.feature_batch_size, dtype=dtype,
             )
 
@@ -236,11 +236,12 @@ def train(
                 parts |= {"val_auc": state.history[-1]["val_auc"]}
             if progress is not None and accelerator.is_main_process:
                 progress(parts)
-            if checkpoint_dir is not None and (state.step % config.checkpoint_every == 0 or state.step == total_steps):
+            finishing = state.step >= total_steps or state.stopped
+            if checkpoint_dir is not None and (state.step % config.checkpoint_every == 0 or finishing):
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     _save_checkpoint(checkpoint_dir, core, optimizer, scheduler, state)
-            if state.step >= total_steps or state.stopped:
+            if finishing:
                 break
         else:
             state.epoch += 1
@@ -287,6 +288,7 @@ def _prepare(
     return _Data(
         labels=torch.tensor(frame[funnel.label_column].astype(int).to_numpy(), dtype=torch.float32),
         membership=torch.as_tensor(tier_membership(frame, funnel)),
+        prompts=prompts,
         token_ids=tokenize(backbone.tokenizer, prompts),
         pad_id=backbone.tokenizer.pad_token_id,
     )

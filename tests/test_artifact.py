@@ -1,0 +1,351 @@
+"""Model directories: leadrank.artifact (from_training, save, load, read_manifest).
+
+A trained model must score exactly the same after a save/load round trip, the directory must
+hold no pickle, saving must be atomic, and loading must refuse directories it cannot trust
+with a message that says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from accelerate.state import AcceleratorState, GradientState
+from numpy.testing import assert_allclose
+from safetensors import safe_open
+
+import leadrank.artifact as artifact_module
+from leadrank.artifact import Artifact, ArtifactError, from_training, load, read_manifest, save
+from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.data.prompt import DEFAULT_TEMPLATE
+from leadrank.data.split import validation_slice
+from leadrank.data.synth import SynthConfig, simulate
+from leadrank.inference import ScoreConfig, Scorer
+from leadrank.metrics import auc
+from leadrank.model.asllr import ModelConfig
+from leadrank.training import TrainConfig, TrainResult, train
+
+FEATURES = FeatureSpec.nev_default()
+FUNNEL = FunnelSpec.paper_default()
+EXACT = ScoreConfig(bf16=False)
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+
+
+def _reset_accelerate() -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
+    _reset_accelerate()
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return simulate(SynthConfig.preset("dense", n=300, seed=7))
+
+
+@dataclasses.dataclass
+class Trained:
+    result: TrainResult
+    model_config: ModelConfig
+    train_config: TrainConfig
+    artifact: Artifact  # in memory; build a Scorer on it at most once (the Scorer merges LoRA in place)
+    directory: Path  # the artifact saved right after training
+
+
+def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = None, **train_overrides: object) -> Trained:
+    model_config = ModelConfig(
+        **{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 32, "lora_r": 4, **(model or {})}
+    )
+    train_config = TrainConfig(
+        **{"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3, **train_overrides}
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
+        _reset_accelerate()
+        result = train(table, FEATURES, FUNNEL, model_config, train_config)
+        _reset_accelerate()
+    artifact = from_training(result, FEATURES, FUNNEL, model_config, train_config, DEFAULT_TEMPLATE)
+    directory = save(artifact, folder / "model")
+    return Trained(result, model_config, train_config, artifact, directory)
+
+
+@pytest.fixture(scope="module")
+def lora(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    return _train(table, tmp_path_factory.mktemp("lora"), "lora")
+
+
+@pytest.fixture(scope="module")
+def frozen_mean(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    return _train(table, tmp_path_factory.mktemp("frozen"), "frozen", model={"pooling": "mean", "pool_layer": 1})
+
+
+@pytest.fixture(scope="module")
+def no_hpro(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    return _train(table, tmp_path_factory.mktemp("nohpro"), "frozen", hpro_weight=0.0)
+
+
+@pytest.fixture
+def copy_of(tmp_path: Path):  # noqa: ANN201
+    """A private copy of a saved model directory, safe to break."""
+
+    def make(trained: Trained) -> Path:
+        return Path(shutil.copytree(trained.directory, tmp_path / "copy"))
+
+    return make
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _edit_manifest(folder: Path, edit) -> None:  # noqa: ANN001
+    path = folder / "leadrank.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    edit(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+class TestRoundTrip:
+    @pytest.mark.parametrize("which", ["lora", "frozen_mean"])
+    def test_loaded_model_scores_like_the_trained_one(
+        self, which: str, table: pd.DataFrame, request: pytest.FixtureRequest
+    ) -> None:
+        trained: Trained = request.getfixturevalue(which)
+        loaded = load(trained.directory)
+        sample = table.iloc[:48]
+        from_disk = Scorer(loaded, EXACT).score(sample)
+        in_memory = Scorer(trained.artifact, EXACT).score(sample)
+        assert from_disk["lead_id"].tolist() == in_memory["lead_id"].tolist() == sample["lead_id"].tolist()
+        assert_allclose(from_disk["probability"], in_memory["probability"], rtol=0, atol=1e-5)
+        assert_allclose(from_disk["rank_score"], in_memory["rank_score"], rtol=0, atol=1e-5)
+        # and the scores are not all the same number (a broken load could make them constant)
+        assert from_disk["rank_score"].std() > 0
+
+    @pytest.mark.parametrize("which", ["lora", "frozen_mean"])
+    def test_loaded_artifact_keeps_what_it_was_trained_with(self, which: str, request: pytest.FixtureRequest) -> None:
+        trained: Trained = request.getfixturevalue(which)
+        loaded = load(trained.directory)
+        assert loaded.model_config == trained.model_config
+        assert loaded.features == FEATURES and loaded.funnel == FUNNEL and loaded.template == DEFAULT_TEMPLATE
+        assert loaded.backbone_reference == "tiny"
+        assert loaded.backbone_checksum == trained.result.backbone.checksum
+        assert loaded.score_stats == pytest.approx(trained.artifact.score_stats)
+        assert loaded.train_config == trained.train_config.model_dump(mode="json")
+        assert loaded.rank_by == trained.artifact.rank_by
+        assert not loaded.model.training
+
+    def test_a_loaded_model_saves_and_loads_again_to_the_same_scores(
+        self, lora: Trained, table: pd.DataFrame, tmp_path: Path
+    ) -> None:
+        first = load(lora.directory)
+        again = load(save(first, tmp_path / "again"))
+        sample = table.iloc[:24]
+        assert_allclose(
+            Scorer(again, EXACT).score(sample)["rank_score"], Scorer(load(lora.directory), EXACT).score(sample)["rank_score"],
+            rtol=0, atol=1e-5,
+        )
+
+
+# --------------------------------------------------------------------------- directory layout
+
+
+class TestLayout:
+    def test_lora_directory_holds_manifest_heads_adapter_and_tokenizer(self, lora: Trained) -> None:
+        folder = lora.directory
+        assert (folder / "leadrank.json").is_file()
+        assert (folder / "heads.safetensors").is_file()
+        assert (folder / "adapter" / "adapter_model.safetensors").is_file()
+        assert (folder / "tokenizer").is_dir() and any((folder / "tokenizer").iterdir())
+
+    def test_frozen_directory_has_no_adapter(self, frozen_mean: Trained) -> None:
+        folder = frozen_mean.directory
+        assert (folder / "leadrank.json").is_file()
+        assert (folder / "heads.safetensors").is_file()
+        assert (folder / "tokenizer").is_dir()
+        assert not (folder / "adapter").exists()
+
+    @pytest.mark.parametrize("which", ["lora", "frozen_mean"])
+    def test_no_file_is_a_pickle(self, which: str, request: pytest.FixtureRequest) -> None:
+        folder: Path = request.getfixturevalue(which).directory
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        assert files
+        for path in files:
+            assert path.suffix not in PICKLE_SUFFIXES, path
+            head = path.read_bytes()[:4]
+            assert not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")), f"{path} is a pickle"
+            assert head != b"PK\x03\x04", f"{path} is a torch.save zip archive"
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as handle:
+                    assert list(handle.keys())
+
+    def test_heads_file_holds_both_heads(self, lora: Trained) -> None:
+        with safe_open(str(lora.directory / "heads.safetensors"), framework="pt") as handle:
+            keys = set(handle.keys())
+        assert any(k.startswith("point.") for k in keys) and any(k.startswith("pair.") for k in keys)
+
+
+# --------------------------------------------------------------------------- atomic save
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+class TestSave:
+    def test_a_failed_save_leaves_the_existing_model_intact(
+        self, lora: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        home = tmp_path / "models"
+        target = save(load(lora.directory), home / "M")
+        before = _digest(target)
+        real = artifact_module.save_file
+
+        def save_heads_then_fail(tensors, filename, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            real(tensors, filename, *args, **kwargs)
+            raise _Boom("disk full after heads.safetensors")
+
+        monkeypatch.setattr(artifact_module, "save_file", save_heads_then_fail)
+        with pytest.raises(_Boom, match="disk full"):
+            save(load(lora.directory), target)
+        assert _digest(target) == before
+        assert sorted(p.name for p in home.iterdir()) == ["M"]  # no staging or .old folder beside it
+        monkeypatch.undo()
+        assert load(target).rank_by == "pair"
+
+    def test_a_failed_first_save_leaves_nothing(self, lora: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        home = tmp_path / "models"
+        home.mkdir()
+
+        def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise _Boom("no space")
+
+        monkeypatch.setattr(artifact_module, "save_file", fail)
+        with pytest.raises(_Boom):
+            save(load(lora.directory), home / "M")
+        assert list(home.iterdir()) == []
+
+    def test_saving_over_a_model_directory_replaces_it(self, lora: Trained, no_hpro: Trained, tmp_path: Path) -> None:
+        target = save(load(lora.directory), tmp_path / "M")
+        assert (target / "adapter").is_dir()
+        save(load(no_hpro.directory), target)
+        assert read_manifest(target)["rank_by"] == "point"
+        assert not (target / "adapter").exists()  # nothing of the old model is left over
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["M"]
+
+    def test_saving_over_a_non_model_directory_is_refused(self, lora: Trained, tmp_path: Path) -> None:
+        target = tmp_path / "results"
+        target.mkdir()
+        (target / "notes.txt").write_text("my notes", encoding="utf-8")
+        with pytest.raises(ArtifactError, match="not a leadrank model directory"):
+            save(load(lora.directory), target)
+        assert [p.name for p in target.iterdir()] == ["notes.txt"]
+        assert (target / "notes.txt").read_text(encoding="utf-8") == "my notes"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+# --------------------------------------------------------------------------- load errors
+
+
+class TestLoadErrors:
+    def test_a_folder_without_a_manifest(self, tmp_path: Path) -> None:
+        (tmp_path / "heads.safetensors").write_bytes(b"")
+        with pytest.raises(ArtifactError, match="not a leadrank model directory"):
+            load(tmp_path)
+        with pytest.raises(ArtifactError, match="not a leadrank model directory"):
+            read_manifest(tmp_path)
+
+    def test_a_missing_folder(self, tmp_path: Path) -> None:
+        with pytest.raises(ArtifactError, match="not a leadrank model directory"):
+            load(tmp_path / "nowhere")
+
+    def test_an_unknown_format_version(self, lora: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(lora)
+        _edit_manifest(folder, lambda m: m.update(format_version=99))
+        with pytest.raises(ArtifactError, match="format version 99"):
+            load(folder)
+        with pytest.raises(ArtifactError, match="format version"):
+            read_manifest(folder)
+
+    def test_an_edited_backbone_checksum(self, lora: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(lora)
+        _edit_manifest(folder, lambda m: m["backbone"].update(checksum="0" * 64))
+        with pytest.raises(ArtifactError, match="Backbone mismatch"):
+            load(folder)
+
+    def test_a_lora_model_without_its_adapter(self, lora: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(lora)
+        (folder / "adapter" / "adapter_model.safetensors").unlink()
+        with pytest.raises(ArtifactError, match="incomplete"):
+            load(folder)
+
+    def test_an_unavailable_backbone_says_how_to_point_to_it(self, frozen_mean: Trained, copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m["backbone"].update(reference=str(tmp_path / "gone")))
+        with pytest.raises(ArtifactError, match="--backbone"):
+            load(folder)
+        # pointing to the right backbone (same checksum) loads it
+        assert load(folder, backbone="tiny").model_config == frozen_mean.model_config
+
+
+# --------------------------------------------------------------------------- manifest and metrics
+
+
+class TestManifest:
+    def test_read_manifest_returns_configs_and_metrics(self, lora: Trained, table: pd.DataFrame) -> None:
+        manifest = read_manifest(lora.directory)
+        assert manifest["format_version"] == artifact_module.FORMAT_VERSION
+        assert ModelConfig.model_validate(manifest["model_config"]) == lora.model_config
+        assert TrainConfig.model_validate(manifest["train_config"]) == lora.train_config
+        assert FeatureSpec.model_validate(manifest["features"]) == FEATURES
+        assert FunnelSpec.model_validate(manifest["funnel"]) == FUNNEL
+        assert manifest["backbone"] == {"reference": "tiny", "checksum": lora.result.backbone.checksum}
+        assert set(manifest["score_stats"]) == {"point_mean", "point_std", "pair_mean", "pair_std"}
+
+        metrics = manifest["metrics"]
+        assert metrics["train_steps"] == 4 == lora.result.steps
+        assert metrics["best_step"] == lora.result.best_step
+        validation = validation_slice(table, lora.train_config.val_fraction).test
+        assert 0 < validation["label"].sum() < len(validation), "the fixture's validation slice must hold both classes"
+        assert {"val_auc_point", "val_auc_pair", "val_auc_blend"} <= metrics.keys()
+        assert all(0.0 <= metrics[k] <= 1.0 for k in ("val_auc_point", "val_auc_pair", "val_auc_blend"))
+        assert metrics["val_auc_pair"] == pytest.approx(auc(lora.result.val_labels, lora.result.val_pair))
+        assert metrics["val_auc_point"] == pytest.approx(auc(lora.result.val_labels, lora.result.val_point))
+
+    def test_score_stats_describe_the_validation_scores(self, lora: Trained) -> None:
+        stats = lora.artifact.score_stats
+        assert stats["point_mean"] == pytest.approx(float(np.mean(lora.result.val_point)))
+        assert stats["pair_mean"] == pytest.approx(float(np.mean(lora.result.val_pair)))
+        assert stats["point_std"] == pytest.approx(float(np.std(lora.result.val_point)))
+        assert stats["pair_std"] == pytest.approx(float(np.std(lora.result.val_pair)))
+
+    def test_no_val_auc_when_the_validation_slice_has_one_class(self, frozen_mean: Trained) -> None:
+        one_class = dataclasses.replace(frozen_mean.result, val_labels=np.zeros_like(frozen_mean.result.val_labels))
+        artifact = from_training(one_class, FEATURES, FUNNEL, frozen_mean.model_config, frozen_mean.train_config, DEFAULT_TEMPLATE)
+        assert not any(k.startswith("val_auc") for k in artifact.metrics)
+        assert {"train_steps", "train_seconds", "best_step"} <= artifact.metrics.keys()
+
+    def test_ranks_by_the_pair_head_with_hpro(self, lora: Trained, frozen_mean: Trained) -> None:
+        assert lora.artifact.rank_by == "pair" and read_manifest(lora.directory)["rank_by"] == "pair"
+        assert read_manifest(frozen_mean.directory)["rank_by"] == "pair"
+
+    def test_ranks_by_the_point_head_without_hpro(self, no_hpro: Trained) -> None:
+        assert no_hpro.artifact.rank_by == "point"
+        assert read_manifest(no_hpro.directory)["rank_by"] == "point"
+        assert load(no_hpro.directory).rank_by == "point"
