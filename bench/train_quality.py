@@ -76,6 +76,8 @@ def main() -> None:
     test, labels = split.test, split.test["label"].to_numpy()
     print(f"{args.n} dense leads, seed {args.seed}: {split.summary()}", flush=True)
     rows = [r for r in compare_baselines(split, features, funnel, seed=args.seed).to_dict("records") if not r["model"].startswith("oracle")]
+    for row in rows:
+        print(row, flush=True)
     quick = RunConfig.resolve("cpu-quick", train={"max_steps": args.lora_steps, "seed": args.seed})
     if "zero_shot" not in skip:
         started = time.perf_counter()
