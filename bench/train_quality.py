@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lora-steps", type=int, default=120)
-    parser.add_argument("--skip", default="", help="comma-separated: zero_shot,frozen,lora,lora_no_hpro")
+    parser.add_argument("--skip", default="", help="comma-separated: zero_shot,frozen_last,frozen,lora,lora_no_hpro")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
@@ -83,6 +83,14 @@ def main() -> None:
         started = time.perf_counter()
         rows.append(score_row("SmolLM2 untrained, zero-shot Yes/No", labels, zero_shot(test, features, quick.model.max_dialogue_tokens)))
         rows[-1]["minutes"] = (time.perf_counter() - started) / 60
+        print(rows[-1], flush=True)
+    if "frozen_last" not in skip:  # the LoRA run's own reading, without LoRA
+        frozen_last = RunConfig.resolve(
+            "cpu-quick",
+            model={"mode": "frozen", "pooling": "last", "head_dropout": 0.1},
+            train={"max_steps": 600, "eval_every": 50, "patience": 4, "lr_heads": 1e-3, "seed": args.seed},
+        )
+        rows.append(asllr_row("asLLR frozen (last token) + HPRO", split.train, test, frozen_last, features, funnel))
         print(rows[-1], flush=True)
     if "frozen" not in skip:
         frozen = RunConfig.resolve(

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from numpy.testing import assert_allclose
 from safetensors import safe_open
 
@@ -30,6 +29,7 @@ from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import auc
 from leadrank.model.asllr import ModelConfig
 from leadrank.training import TrainConfig, TrainResult, train
+from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -37,15 +37,12 @@ EXACT = ScoreConfig(bf16=False)
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
 
-def _reset_accelerate() -> None:
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
-    _reset_accelerate()
+    reset_accelerate()
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +68,9 @@ def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = No
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
-        _reset_accelerate()
+        reset_accelerate()
         result = train(table, FEATURES, FUNNEL, model_config, train_config)
-        _reset_accelerate()
+        reset_accelerate()
     artifact = from_training(result, FEATURES, FUNNEL, model_config, train_config, DEFAULT_TEMPLATE)
     directory = save(artifact, folder / "model")
     return Trained(result, model_config, train_config, artifact, directory)

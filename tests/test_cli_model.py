@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
@@ -23,15 +22,13 @@ import leadrank.training as training
 from leadrank.artifact import read_manifest
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
+from helpers import reset_accelerate
 
 runner = CliRunner()
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TINY_ARGS = ("--backbone", "tiny", "--max-steps", "4")
 
 
-def _reset_accelerate() -> None:
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def _wide(patch: pytest.MonkeyPatch) -> None:
@@ -44,12 +41,12 @@ def _wide(patch: pytest.MonkeyPatch) -> None:
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
     _wide(monkeypatch)
-    _reset_accelerate()
+    reset_accelerate()
 
 
 def invoke(*args: str | Path) -> Result:
     result = runner.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
-    _reset_accelerate()  # the train verb leaves Accelerate's process-wide state behind
+    reset_accelerate()  # the train verb leaves Accelerate's process-wide state behind
     return result
 
 
@@ -84,7 +81,7 @@ def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(out.parent / "cache"))
         _wide(patch)
-        _reset_accelerate()
+        reset_accelerate()
         yield _train(data_dir, out), out
 
 

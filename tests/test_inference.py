@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from numpy.testing import assert_allclose
 
 from leadrank.artifact import Artifact, from_training, load, read_manifest, save
@@ -24,6 +23,7 @@ from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import SCORE_COLUMNS, FileSummary, ScoreConfig, Scorer
 from leadrank.model.asllr import ModelConfig
 from leadrank.training import TrainConfig, train
+from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -32,15 +32,12 @@ MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r"
 TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3}
 
 
-def _reset_accelerate() -> None:
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
-    _reset_accelerate()
+    reset_accelerate()
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +49,9 @@ def _train_and_save(table: pd.DataFrame, features: FeatureSpec, folder: Path) ->
     model_config, train_config = ModelConfig(**MODEL), TrainConfig(**TRAIN)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
-        _reset_accelerate()
+        reset_accelerate()
         result = train(table, features, FUNNEL, model_config, train_config)
-        _reset_accelerate()
+        reset_accelerate()
     return save(from_training(result, features, FUNNEL, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import is_bf16_available
 
 import leadrank.training as training
@@ -26,6 +25,7 @@ from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache, extract_features
 from leadrank.model.inputs import collate, tokenize
 from leadrank.training import TrainConfig, TrainResult, train
+from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -45,9 +45,9 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory, table: pd.DataFrame) 
     folder = tmp_path_factory.mktemp("leadrank-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(folder))
-        _reset_accelerate()
+        reset_accelerate()
         run(table, "frozen", max_steps=1)
-        _reset_accelerate()
+        reset_accelerate()
     assert list((folder / "features").rglob("*.safetensors"))
     return folder
 
@@ -62,12 +62,9 @@ def _fresh_accelerate_state() -> None:
     """Accelerate keeps process-wide singletons; start every test from a clean slate so that
     the bf16 setting of an earlier test (in this file or another) cannot leak into this one.
     (Without it, see test_two_runs_with_different_bf16_in_one_process.)"""
-    _reset_accelerate()
+    reset_accelerate()
 
 
-def _reset_accelerate() -> None:
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def run(
@@ -210,7 +207,7 @@ class TestModes:
         tiny.model.save_pretrained(folder)
         tiny.tokenizer.save_pretrained(folder)
         from_tiny, _ = run(table, "lora", max_steps=2, lr_heads=1e-2)
-        _reset_accelerate()
+        reset_accelerate()
         from_folder, _ = run(table, "lora", max_steps=2, lr_heads=1e-2, model={"backbone": str(folder)})
         assert from_folder.backbone.reference == str(folder)
         assert same_tensors(trainable(from_tiny), trainable(from_folder), atol=1e-6)
