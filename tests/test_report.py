@@ -1,0 +1,226 @@
+"""Benchmark results rendering: leadrank.report."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from leadrank.metrics import ranking_report
+from leadrank.report import (
+    draw_figures,
+    find_results,
+    load_predictions,
+    load_results,
+    markdown_table,
+    summarise,
+    summary_frame,
+    write_report,
+)
+
+METRICS = ["auc", "pr_auc", "p@1%", "p@5%", "r@5%"]
+ORACLE = "oracle (true propensity)"
+STRONG, WEAK = "Model A", "Model B"
+N_LEADS = 200
+
+
+def _predictions(seeds: list[int]) -> pd.DataFrame:
+    """Oracle ~ perfect, Model A informative, Model B noise; only A and the oracle give probabilities."""
+    frames = []
+    rng = np.random.default_rng(0)
+    label = (rng.random(N_LEADS) < 0.2).astype(int)
+    stage = np.where(label == 1, "lock", rng.choice(["defeat", "call", "test_drive"], N_LEADS))
+    for seed in seeds:
+        noise = np.random.default_rng(seed + 1).normal(size=(3, N_LEADS))
+        scores = {ORACLE: label * 10 + noise[0] * 0.1, STRONG: label * 1.5 + noise[1], WEAK: noise[2]}
+        for model, score in scores.items():
+            probability = 1 / (1 + np.exp(-score)) if model != WEAK else np.full(N_LEADS, np.nan)
+            frames.append(
+                pd.DataFrame(
+                    {"model": model, "seed": seed, "lead_id": [f"L{i:04d}" for i in range(N_LEADS)], "label": label,
+                     "stage": stage, "score": score, "probability": probability}
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _runs(predictions: pd.DataFrame) -> list[dict]:
+    """One run per (model, seed), in the order the predictions list them (oracle first)."""
+    runs = []
+    for (model, seed), part in predictions.groupby(["model", "seed"], sort=False):
+        report = ranking_report(part["label"], part["score"])
+        runs.append({"model": model, "seed": int(seed), **{m: report[m] for m in METRICS}, "minutes": 0.1 * (seed + 1)})
+    return runs
+
+
+def make_results_dir(directory: Path, seeds: tuple[int, ...] = (0, 1, 2), *, with_predictions: bool = True) -> Path:
+    """A RESULTS directory as `leadrank bench` writes it: 2 models + oracle, random predictions."""
+    predictions = _predictions(list(seeds))
+    runs = _runs(predictions)
+    results = {
+        "suite": "table2",
+        "title": "Funnel baselines vs asLLR",
+        "created": "2026-11-29T17:00:00+00:00",
+        "leadrank_version": "0.1.0",
+        "command": f"leadrank bench --suite table2 --seeds {','.join(map(str, seeds))}",
+        "data": {"source": "simulated dense, n=4000", "rows": 4000, "test_rows": N_LEADS},
+        "seeds": list(seeds),
+        "metrics": METRICS,
+        "notes": ["P@0.1% omitted: the top 0.1% of 200 test leads is 1 lead (< 20)."],
+        "runs": runs,
+        "summary": summarise(runs),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps(results, indent=2))
+    if with_predictions:
+        predictions.to_parquet(directory / "predictions.parquet", index=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_results_dir(tmp_path_factory.mktemp("bench") / "table2")
+
+
+@pytest.fixture(scope="module")
+def report_html(results_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_report([results_dir], tmp_path_factory.mktemp("out") / "report.html").read_text(encoding="utf-8")
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+class TestSummary:
+    def test_mean_and_sample_std_per_model(self, results_dir: Path) -> None:
+        runs = load_results(results_dir).run_dicts()
+        summary = {entry["model"]: entry for entry in summarise(runs)}
+        for model in (ORACLE, STRONG, WEAK):
+            for metric in [*METRICS, "minutes"]:
+                values = [run[metric] for run in runs if run["model"] == model]
+                assert summary[model]["n_seeds"] == 3
+                assert summary[model][f"{metric}_mean"] == pytest.approx(statistics.mean(values))
+                assert summary[model][f"{metric}_std"] == pytest.approx(statistics.stdev(values))
+
+    def test_order_of_appearance_with_oracle_last(self) -> None:
+        runs = [{"model": "oracle", "seed": 0, "auc": 1.0}, {"model": "b", "seed": 0, "auc": 0.6}, {"model": "a", "seed": 0, "auc": 0.7}]
+        assert [entry["model"] for entry in summarise(runs)] == ["b", "a", "oracle"]
+
+    def test_single_seed_has_no_std_and_nulls_are_skipped(self) -> None:
+        runs = [{"model": "a", "seed": 0, "auc": 0.7, "p@0.1%": None, "backbone": "tiny"}]
+        (entry,) = summarise(runs)
+        assert entry == {"model": "a", "n_seeds": 1, "auc_mean": 0.7, "auc_std": None, "p@0.1%_mean": None, "p@0.1%_std": None}
+
+
+class TestMarkdown:
+    def test_one_row_per_model_oracle_last_with_notes(self, results_dir: Path) -> None:
+        results = load_results(results_dir)
+        text = markdown_table(results)
+        rows = _table_rows(text)
+        assert [row[0] for row in rows] == [STRONG, WEAK, ORACLE]
+        auc = {entry["model"]: entry for entry in summarise(results.run_dicts())}[STRONG]
+        assert rows[0][2] == f"{auc['auc_mean']:.3f} ± {auc['auc_std']:.3f}"
+        assert results.notes[0] in text.split(rows[-1][0])[1]
+
+    def test_single_seed_omits_std_and_says_n(self, tmp_path: Path) -> None:
+        results = load_results(make_results_dir(tmp_path / "one", seeds=(0,)))
+        frame = summary_frame(results)
+        assert frame["seeds"].tolist() == [1, 1, 1]
+        cells = frame[METRICS].to_numpy().ravel()
+        assert all(re.fullmatch(r"\d\.\d{3}", cell) for cell in cells)
+        assert "±" not in _table_rows(markdown_table(results))[0][2]
+
+
+class TestFigures:
+    def test_valid_pngs_for_each_view(self, results_dir: Path, tmp_path: Path) -> None:
+        paths = draw_figures(load_results(results_dir), load_predictions(results_dir), tmp_path)
+        assert [p.name for p in paths] == ["gain.png", "precision_at_k.png", "reliability.png", "stage_scores.png"]
+        for path in paths:
+            with Image.open(path) as image:
+                assert image.format == "PNG"
+                image.verify()
+        assert not list(tmp_path.glob(".*.tmp"))
+
+    def test_views_without_data_are_skipped(self, results_dir: Path, tmp_path: Path) -> None:
+        predictions = load_predictions(results_dir).assign(probability=np.nan, stage=None)
+        paths = draw_figures(load_results(results_dir), predictions, tmp_path)
+        assert [p.name for p in paths] == ["gain.png", "precision_at_k.png"]
+
+    def test_prediction_columns_are_checked(self, results_dir: Path, tmp_path: Path) -> None:
+        make_results_dir(tmp_path, with_predictions=False)
+        load_predictions(results_dir).drop(columns="score").to_parquet(tmp_path / "predictions.parquet")
+        with pytest.raises(ValueError, match=r"lacks column\(s\) \['score'\]"):
+            load_predictions(tmp_path)
+
+
+class TestHtml:
+    def test_standalone_with_embedded_figures(self, report_html: str) -> None:
+        assert report_html.count('src="data:image/png;base64,') == 4
+        assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", report_html)
+        assert "<script" not in report_html
+
+    def test_names_every_model_and_the_best_for_stages(self, report_html: str) -> None:
+        for model in (STRONG, WEAK, ORACLE):
+            assert f"<td>{model}</td>" in report_html
+        assert f"Model: {STRONG}." in report_html
+        assert "leadrank bench --suite table2 --seeds 0,1,2" in report_html
+        assert "P@0.1% omitted" in report_html
+
+    def test_missing_predictions_keeps_tables(self, tmp_path: Path) -> None:
+        directory = make_results_dir(tmp_path / "nopred", with_predictions=False)
+        page = write_report([directory], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert f"<td>{STRONG}</td>" in page
+        assert "Figures unavailable: no predictions.parquet" in page
+        assert "data:image/png" not in page
+
+    def test_several_suites_in_one_file(self, results_dir: Path, tmp_path: Path) -> None:
+        other = make_results_dir(tmp_path / "other", seeds=(0,), with_predictions=False)
+        page = write_report([results_dir, other], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert page.count("<section>") == 2
+
+
+class TestErrors:
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="No results.json in"):
+            load_results(tmp_path)
+
+    @pytest.mark.parametrize(
+        ("breakage", "field"),
+        [
+            (lambda r: r["runs"][1].update(auc="high"), r"field 'runs\[1\]\.auc'"),
+            (lambda r: r["runs"][2].pop("seed"), r"field 'runs\[2\]\.seed'"),
+            (lambda r: r.pop("title"), r"field 'title'"),
+            (lambda r: r["runs"][0].pop("p@5%"), r"runs\[0\] .* lacks metric\(s\) \['p@5%'\]"),
+        ],
+    )
+    def test_broken_results_name_the_field(self, results_dir: Path, tmp_path: Path, breakage, field: str) -> None:
+        raw = json.loads((results_dir / "results.json").read_text())
+        breakage(raw)
+        (tmp_path / "results.json").write_text(json.dumps(raw))
+        with pytest.raises(ValueError, match=field):
+            load_results(tmp_path)
+
+    def test_invalid_json(self, tmp_path: Path) -> None:
+        (tmp_path / "results.json").write_text("{not json")
+        with pytest.raises(ValueError, match="not valid JSON"):
+            load_results(tmp_path)
+
+
+class TestFindResults:
+    def test_parent_directory_is_searched(self, tmp_path: Path) -> None:
+        first, second = make_results_dir(tmp_path / "a", with_predictions=False), make_results_dir(tmp_path / "b", with_predictions=False)
+        assert find_results([tmp_path]) == [first, second]
+        assert find_results([second]) == [second]
+
+    def test_nothing_found(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="No results.json in"):
+            find_results([tmp_path])
+        with pytest.raises(FileNotFoundError, match="is not a directory"):
+            find_results([tmp_path / "absent"])
