@@ -59,7 +59,8 @@ def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = No
         **{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 32, "lora_r": 4, **(model or {})}
     )
     train_config = TrainConfig(
-        **{"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3, **train_overrides}
+        **{"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
+           "min_train_positives": 1, "min_train_negatives": 1, **train_overrides}
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
@@ -139,6 +140,8 @@ class TestRoundTrip:
         assert loaded.score_stats == pytest.approx(trained.artifact.score_stats)
         assert loaded.train_config == trained.train_config.model_dump(mode="json")
         assert loaded.rank_by == trained.artifact.rank_by
+        assert loaded.calibration == trained.artifact.calibration
+        assert loaded.model_version == trained.artifact.model_version  # the same weights give the same id
         assert not loaded.model.training
 
     def test_a_loaded_model_saves_and_loads_again_to_the_same_scores(

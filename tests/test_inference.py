@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose
 
@@ -29,7 +28,7 @@ FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
 EXACT = ScoreConfig(bf16=False)
 MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r": 4}
-TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3}
+TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3, "min_train_positives": 1, "min_train_negatives": 1}
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -66,10 +65,6 @@ def leads(table: pd.DataFrame) -> pd.DataFrame:
     return table.iloc[:20].sample(frac=1.0, random_state=3)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 # --------------------------------------------------------------------------- Scorer.score
 
 
@@ -80,11 +75,11 @@ class TestScore:
         assert scores["lead_id"].tolist() == leads["lead_id"].tolist()
         assert np.isfinite(scores[["probability", "rank_score"]].to_numpy()).all()
 
-    def test_probability_is_the_sigmoid_of_the_pointwise_logit(self, artifact: Artifact, leads: pd.DataFrame) -> None:
+    def test_probability_is_the_calibrated_pointwise_logit(self, artifact: Artifact, leads: pd.DataFrame) -> None:
         scorer = Scorer(artifact, EXACT)
         point, _ = scorer.raw_scores(leads)
         probability = scorer.score(leads)["probability"].to_numpy()
-        assert_allclose(probability, _sigmoid(point), rtol=0, atol=1e-7)
+        assert_allclose(probability, artifact.calibration.apply(point), rtol=0, atol=1e-7)
         assert ((probability > 0) & (probability < 1)).all()
         assert np.ptp(probability) > 0
 
@@ -117,7 +112,7 @@ class TestScore:
         by_hand = 0.5 * (point - 1.5) / 2.0 + 0.5 * (pair + 0.5) / 0.25
         scores = scorer.score(leads)
         assert_allclose(scores["rank_score"].to_numpy(), by_hand, rtol=1e-6, atol=1e-6)
-        assert_allclose(scores["probability"].to_numpy(), _sigmoid(point), rtol=0, atol=1e-7)
+        assert_allclose(scores["probability"].to_numpy(), artifact.calibration.apply(point), rtol=0, atol=1e-7)
 
     def test_blend_with_the_saved_stats(self, artifact: Artifact, leads: pd.DataFrame) -> None:
         stats = dict(artifact.score_stats)

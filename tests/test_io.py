@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import duckdb
@@ -192,6 +194,15 @@ class TestAtomicWrites:
             write_table(leads(6), destination)
         assert destination.read_bytes() == before
         assert sorted(p.name for p in tmp_path.iterdir()) == [destination.name]
+
+    def test_written_files_get_the_usual_permissions(self, tmp_path: Path) -> None:
+        # the temporary file is created private (0600); the result must be readable as with open()
+        old = os.umask(0o022)
+        try:
+            destination = write_table(leads(2), tmp_path / "leads.csv")
+        finally:
+            os.umask(old)
+        assert destination.stat().st_mode & 0o777 == 0o644
 
     @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
     def test_chunked_writer_streams_and_renames(self, tmp_path: Path, suffix: str) -> None:

@@ -1,7 +1,7 @@
 """A trained model as a self-describing directory; no pickle anywhere.
 
-    leadrank.json        format version, configs, specs, prompt template, backbone reference
-                         and checksum, score statistics, metrics
+    leadrank.json        format version, model_version, configs, specs, prompt template,
+                         backbone reference and checksum, score statistics, calibration, metrics
     heads.safetensors    pointwise and pairwise heads
     adapter/             LoRA weights (PEFT layout, safetensors), in lora mode only
     tokenizer/           the tokenizer the prompts were cut with
@@ -9,25 +9,38 @@
 The directory is written under a temporary name and renamed into place, so a reader never
 sees half of it. Loading checks the format version and the backbone checksum and says what
 to do when they do not match.
+
+``model_version`` is a short hash of everything that decides a score: the head and LoRA
+weights, the backbone checksum, the configs and specs, the score statistics and the
+calibration. The same model saved twice has the same version; a retrained or recalibrated
+one has another. Manifests written before calibration and model_version existed still load
+(identity calibration; the version is computed from the loaded weights).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
+import numpy as np
 import torch
-from peft import PeftModel, set_peft_model_state_dict
+from numpy.typing import ArrayLike
+from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
+from pydantic import BaseModel, ConfigDict, model_validator
 from safetensors.torch import load_file, save_file
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from transformers import PreTrainedTokenizerBase
 
 import leadrank
+from leadrank._files import staging_dir
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.prompt import PromptTemplate
+from leadrank.metrics import auc, brier, ece
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone, load_tokenizer
 
@@ -36,13 +49,94 @@ MANIFEST = "leadrank.json"
 RankBy = Literal["pair", "point", "blend"]
 
 
+# Calibration method by the size of the validation slice (see fit_calibration).
+PLATT_MIN_PER_CLASS = 5
+ISOTONIC_MIN_LEADS = 1000
+ISOTONIC_MIN_PER_CLASS = 100
+
+
 class ArtifactError(ValueError):
     """A model directory that cannot be used as it is; the message says why and what to do."""
 
 
+class Calibration(BaseModel):
+    """Maps the pointwise head's logit to a calibrated probability; stored as plain JSON numbers.
+
+    * ``identity``: ``sigmoid(logit)``, the head as trained (also what old model directories get).
+    * ``platt``: ``sigmoid(a * logit + b)`` with ``a > 0``.
+    * ``isotonic``: linear interpolation through the thresholds ``(x, y)`` (logits, probabilities),
+      constant beyond the first and last threshold; ``x`` and ``y`` never decrease.
+
+    Every method is non-decreasing in the logit, so calibration never reorders leads (isotonic
+    may tie neighbours).
+
+    Example:
+        >>> Calibration(method="platt", a=0.5, b=-2.0).apply([0.0, 4.0]).round(3).tolist()
+        [0.119, 0.5]
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["identity", "platt", "isotonic"] = "identity"
+    a: float = 1.0
+    b: float = 0.0
+    x: list[float] = []
+    y: list[float] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.method == "platt" and not self.a > 0:
+            raise ValueError(f"calibration: Platt slope a must be > 0 so the ranking is kept; got a={self.a}. Refit or use method 'identity'.")
+        if self.method == "isotonic":
+            x, y = np.asarray(self.x, dtype=float), np.asarray(self.y, dtype=float)
+            if len(x) == 0 or len(x) != len(y):
+                raise ValueError(f"calibration: isotonic needs x and y of equal, non-zero length; got {len(x)} and {len(y)}.")
+            if (np.diff(x) < 0).any() or (np.diff(y) < 0).any() or y.min() < 0 or y.max() > 1:
+                raise ValueError("calibration: isotonic thresholds must be sorted (x and y non-decreasing) with y in [0, 1]. Refit it.")
+        return self
+
+    def apply(self, logits: ArrayLike) -> np.ndarray:
+        """Calibrated probabilities for pointwise logits."""
+        z = np.asarray(logits, dtype=float)
+        if self.method == "isotonic":
+            return np.interp(z, self.x, self.y)
+        if self.method == "platt":
+            z = self.a * z + self.b
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_calibration(labels: ArrayLike, logits: ArrayLike) -> Calibration:
+    """Fit a calibration on the validation slice; the method follows the amount of data.
+
+    * isotonic (scikit-learn ``IsotonicRegression``): at least ``ISOTONIC_MIN_LEADS`` (1,000)
+      leads with at least ``ISOTONIC_MIN_PER_CLASS`` (100) of each class. Below that an
+      isotonic fit overfits (scikit-learn's calibration guide gives the same 1,000 rule).
+    * Platt (scikit-learn ``LogisticRegression`` on the logit, L2 with ``C=1``, which pulls the
+      slope towards 0 on small slices): at least ``PLATT_MIN_PER_CLASS`` (5) of each class.
+    * identity otherwise, and when the Platt slope comes out <= 0 (a model that ranks the
+      validation slice backwards must not be turned around by its calibration).
+    """
+    y = np.asarray(labels, dtype=int)
+    z = np.asarray(logits, dtype=float)
+    smaller_class = min(int(y.sum()), int(len(y) - y.sum()))
+    if len(y) >= ISOTONIC_MIN_LEADS and smaller_class >= ISOTONIC_MIN_PER_CLASS:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(z, y)
+        return Calibration(method="isotonic", x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
+    if smaller_class >= PLATT_MIN_PER_CLASS:
+        platt = LogisticRegression(C=1.0).fit(z.reshape(-1, 1), y)
+        a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        if a > 0:
+            return Calibration(method="platt", a=a, b=b)
+    return Calibration()
+
+
 @dataclass
 class Artifact:
-    """Everything needed to score: the model, its tokenizer, and how it was made."""
+    """Everything needed to score: the model, its tokenizer, and how it was made.
+
+    ``model_version`` is computed from the weights and scoring settings when left empty; compute
+    it before a :class:`~leadrank.inference.Scorer` merges LoRA into the weights.
+    """
 
     model: ASLLR
     tokenizer: PreTrainedTokenizerBase
@@ -56,11 +150,18 @@ class Artifact:
     score_stats: dict[str, float]
     train_config: dict
     metrics: dict
+    calibration: Calibration = field(default_factory=Calibration)
+    model_version: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.model_version:
+            self.model_version = _model_version(self)
 
     def manifest(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
             "leadrank_version": leadrank.__version__,
+            "model_version": self.model_version,
             "backbone": {"reference": self.backbone_reference, "checksum": self.backbone_checksum},
             "model_config": self.model_config.model_dump(mode="json"),
             "train_config": self.train_config,
@@ -69,15 +170,38 @@ class Artifact:
             "template": self.template.model_dump(mode="json"),
             "rank_by": self.rank_by,
             "score_stats": self.score_stats,
+            "calibration": self.calibration.model_dump(mode="json"),
             "metrics": self.metrics,
         }
+
+
+def _model_version(artifact: Artifact) -> str:
+    """12 hex digits of a SHA-256 over the head and LoRA tensors and the settings that shape a score."""
+    settings = {
+        "backbone_checksum": artifact.backbone_checksum,
+        "model_config": artifact.model_config.model_dump(mode="json"),
+        "features": artifact.features.model_dump(mode="json"),
+        "template": artifact.template.model_dump(mode="json"),
+        "rank_by": artifact.rank_by,
+        "score_stats": artifact.score_stats,
+        "calibration": artifact.calibration.model_dump(mode="json"),
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
+    tensors = {f"heads.{k}": v for k, v in artifact.model.heads.state_dict().items()}
+    if isinstance(artifact.model.lm, PeftModel):
+        tensors |= {f"adapter.{k}": v for k, v in get_peft_model_state_dict(artifact.model.lm).items()}
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tensor.numel()}|".encode("utf-8"))
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def save(artifact: Artifact, directory: str | Path) -> Path:
     """Write ``artifact`` to ``directory`` atomically (replacing an existing model directory)."""
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = staging_dir(f".{target.name}.", target.parent)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in artifact.model.heads.state_dict().items()}, str(staging / "heads.safetensors"))
         if isinstance(artifact.model.lm, PeftModel):
@@ -118,7 +242,7 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         if getattr(result, "unexpected_keys", None):
             raise ArtifactError(f"{adapter} holds weights this backbone has no place for: {result.unexpected_keys[:3]}")
     model.eval()
-    return Artifact(
+    artifact = Artifact(
         model=model,
         tokenizer=tokenizer,
         features=FeatureSpec.model_validate(manifest["features"]),
@@ -131,7 +255,22 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         score_stats=manifest["score_stats"],
         train_config=manifest["train_config"],
         metrics=manifest["metrics"],
+        calibration=_calibration(manifest, folder),
     )
+    recorded = manifest.get("model_version")
+    if recorded and recorded != artifact.model_version:
+        raise ArtifactError(
+            f"{folder}: its weights and settings give model_version {artifact.model_version}, but {MANIFEST} records "
+            f"{recorded}; the directory was changed after it was saved. Restore it from its source or retrain."
+        )
+    return artifact
+
+
+def _calibration(manifest: dict, folder: Path) -> Calibration:
+    try:
+        return Calibration.model_validate(manifest.get("calibration", {}))
+    except ValueError as exc:
+        raise ArtifactError(f"{folder / MANIFEST}: the 'calibration' entry is not valid: {exc}") from None
 
 
 def read_manifest(directory: str | Path) -> dict:
@@ -173,19 +312,24 @@ def _load_backbone(reference: str, recorded: dict, folder: Path) -> Backbone:
 def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, train_config, template: PromptTemplate) -> Artifact:
     """Package a :class:`~leadrank.training.TrainResult` with its validation statistics.
 
-    Ranking uses the pairwise head when HPRO trained it, else the pointwise head.
+    Ranking uses the pairwise head when HPRO trained it, else the pointwise head. The
+    probability is calibrated on the validation slice (the most recent leads; see
+    :func:`fit_calibration`); ``metrics`` gets Brier and ECE on that slice before
+    (``val_*_raw``) and after (``val_*_calibrated``). The "after" numbers are measured on the
+    leads the calibration was fitted on, so they are optimistic; ``leadrank evaluate`` measures
+    both on held-out leads.
     """
-    from leadrank.metrics import auc
-
     labels, point, pair = result.val_labels, result.val_point, result.val_pair
     stats = {
         "point_mean": float(point.mean()), "point_std": float(point.std() or 1.0),
         "pair_mean": float(pair.mean()), "pair_std": float(pair.std() or 1.0),
     }
     metrics: dict[str, float] = {"train_steps": result.steps, "train_seconds": round(result.seconds, 1), "best_step": result.best_step}
+    calibration = fit_calibration(labels, point)
     if 0 < labels.sum() < len(labels):
         blend = 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
         metrics |= {"val_auc_point": auc(labels, point), "val_auc_pair": auc(labels, pair), "val_auc_blend": auc(labels, blend)}
+        metrics |= _calibration_metrics(labels, point, calibration)
     return Artifact(
         model=result.model,
         tokenizer=result.backbone.tokenizer,
@@ -199,4 +343,13 @@ def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_confi
         score_stats=stats,
         train_config=train_config.model_dump(mode="json"),
         metrics=metrics,
+        calibration=calibration,
     )
+
+
+def _calibration_metrics(labels: np.ndarray, point: np.ndarray, calibration: Calibration) -> dict[str, float]:
+    raw, calibrated, n_bins = Calibration().apply(point), calibration.apply(point), min(10, len(labels))
+    return {
+        "val_brier_raw": brier(labels, raw), "val_brier_calibrated": brier(labels, calibrated),
+        "val_ece_raw": ece(labels, raw, n_bins), "val_ece_calibrated": ece(labels, calibrated, n_bins),
+    }

@@ -1,13 +1,19 @@
 """Batch scoring: length-sorted batches, inference mode, bf16 where the hardware has it.
 
-Per lead: ``probability`` (sigmoid of the pointwise head) and ``rank_score`` (the pairwise
-head, the pointwise logit, or a blend of both standardised on the validation slice).
-For scoring, LoRA weights are merged into the backbone and the LM head is never run.
+Per lead: ``probability`` (the pointwise head's logit through the artifact's calibration)
+and ``rank_score`` (the pairwise head, the pointwise logit, or a blend of both standardised
+on the validation slice). For scoring, LoRA weights are merged into the backbone and the LM
+head is never run.
+
+Incremental scoring: with a :class:`ScoreCache`, a lead whose prompt text and model_version
+are the same as in the cache is not run through the model again; its cached head outputs
+are reused.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +25,12 @@ from peft import PeftModel
 
 from leadrank.artifact import Artifact, RankBy
 from leadrank.config import ID_COLUMN
-from leadrank.data.io import ChunkedWriter, iter_table
+from leadrank.crm import CrmOutput, CrmSummary
+from leadrank.data.io import ChunkedWriter, iter_table, read_table, write_table
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import split_valid, validate
+from leadrank.model.frozen import prompt_key
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
-
-
 
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
 
@@ -50,6 +56,82 @@ class FileSummary:
     rows_scored: int
     rows_rejected: int
     rejected_path: Path | None
+    crm: CrmSummary | None = None
+
+
+RawScores = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+
+
+class ScoreCache:
+    """Head outputs of earlier runs, one row per lead: a Parquet file or a DuckDB table.
+
+    Columns: ``lead_id``, ``prompt_hash`` (SHA-256 of the built prompt text, as
+    :func:`leadrank.model.frozen.prompt_key`), ``model_version``, ``point`` (pointwise logit)
+    and ``pair`` (pairwise score). A lead is reused when both its prompt hash and the
+    model_version match; otherwise it is rescored and its row replaced. Rows of leads that a
+    run does not see are kept. Nothing is written until :meth:`save` (atomic).
+
+    Example:
+        >>> cache = ScoreCache.open("scores_cache.parquet")  # doctest: +SKIP
+        >>> scores = scorer.score(leads, cache=cache); cache.save()  # doctest: +SKIP
+        >>> cache.rescored, cache.reused  # doctest: +SKIP
+        (12, 4988)
+    """
+
+    COLUMNS = (ID_COLUMN, "prompt_hash", "model_version", "point", "pair")
+
+    def __init__(self, location: str | Path, rows: pd.DataFrame) -> None:
+        self.location = str(location)
+        self._known = rows.set_index(ID_COLUMN)
+        self._updates: list[pd.DataFrame] = []
+        self.rescored = 0
+        self.reused = 0
+
+    @classmethod
+    def open(cls, location: str | Path) -> ScoreCache:
+        """Read the cache at ``location`` (``file.parquet`` or ``file.duckdb::table``); empty when it does not exist yet."""
+        rows = _read_or_empty(location, cls.COLUMNS)
+        missing = [c for c in cls.COLUMNS if c not in rows.columns]
+        if missing:
+            raise ValueError(f"{location}: not a score cache (no column(s) {missing}); point --cache elsewhere or delete it to start afresh.")
+        rows = rows[list(cls.COLUMNS)].astype({ID_COLUMN: str})
+        if rows[ID_COLUMN].duplicated().any():
+            raise ValueError(f"{location}: a score cache holds one row per lead, but some lead_id repeat; delete it to start afresh.")
+        return cls(location, rows)
+
+    def scores(self, lead_ids: Sequence[str], prompts: list[str], model_version: str, run: RawScores) -> tuple[np.ndarray, np.ndarray]:
+        """(pointwise logits, pairwise scores) per lead: cached where unchanged, from ``run`` for the rest."""
+        ids = pd.Index([str(i) for i in lead_ids])
+        hashes = np.array([prompt_key(p) for p in prompts], dtype=object)
+        known = self._known.reindex(ids)
+        hit = (known["prompt_hash"].to_numpy() == hashes) & (known["model_version"].to_numpy() == model_version)
+        point, pair = np.array(known["point"], dtype=float), np.array(known["pair"], dtype=float)
+        todo = np.flatnonzero(~hit)
+        if len(todo):
+            point[todo], pair[todo] = run([prompts[i] for i in todo])
+        self.rescored += len(todo)
+        self.reused += int(hit.sum())
+        self._updates.append(
+            pd.DataFrame({ID_COLUMN: ids, "prompt_hash": hashes, "model_version": model_version, "point": point, "pair": pair})
+        )
+        return point, pair
+
+    def save(self) -> None:
+        """Write the cache back, atomically: the rows of this run replace those of the same leads."""
+        rows = pd.concat([self._known.reset_index(), *self._updates], ignore_index=True)
+        write_table(rows.drop_duplicates(ID_COLUMN, keep="last")[list(self.COLUMNS)], self.location)
+
+
+def _read_or_empty(location: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """The table at ``location``, or an empty one with ``columns`` when the file (or DuckDB table) is not there yet."""
+    try:
+        return read_table(location)
+    except FileNotFoundError:
+        pass
+    except ValueError as exc:
+        if ": no table " not in str(exc):  # leadrank.data.io's message for a DuckDB file without that table
+            raise
+    return pd.DataFrame({c: pd.Series([], dtype=float if c in ("point", "pair") else str) for c in columns})
 
 
 class Scorer:
@@ -68,19 +150,40 @@ class Scorer:
         self.dtype = torch.bfloat16 if (is_bf16_available() if config.bf16 is None else config.bf16) else torch.float32
         self.model = _for_scoring(artifact, self.dtype)
 
-    def score(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Validate (no labels needed) and score; one row per lead, in input order."""
+    def score(self, table: pd.DataFrame, *, cache: ScoreCache | None = None) -> pd.DataFrame:
+        """Validate (no labels needed) and score; one row per lead, in input order.
+
+        With ``cache``, leads whose prompt and model_version are unchanged reuse their cached
+        head outputs (the caller saves the cache).
+        """
         validate(table, self.artifact.features, self.artifact.funnel, require_labels=False)
-        point, pair = self.raw_scores(table)
+        if cache is None:
+            point, pair = self.raw_scores(table)
+        else:
+            point, pair = cache.scores(table[ID_COLUMN].tolist(), self._prompts(table), self.artifact.model_version, self._run)
+        return self.to_scores(table[ID_COLUMN], point, pair)
+
+    def to_scores(self, lead_ids: Sequence[str] | pd.Series, point: np.ndarray, pair: np.ndarray) -> pd.DataFrame:
+        """The score table (:data:`SCORE_COLUMNS`) from raw head outputs: calibrated probability and rank score."""
         return pd.DataFrame(
-            {ID_COLUMN: table[ID_COLUMN].to_numpy(), "probability": _sigmoid(point), "rank_score": self._rank_score(point, pair)}
+            {
+                ID_COLUMN: np.asarray(lead_ids),
+                "probability": self.artifact.calibration.apply(point),
+                "rank_score": self._rank_score(point, pair),
+            }
         )
 
-    @torch.inference_mode()
     def raw_scores(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(pointwise logits, pairwise scores) per row of an already validated table."""
+        return self._run(self._prompts(table))
+
+    def _prompts(self, table: pd.DataFrame) -> list[str]:
         a = self.artifact
-        prompts = build_prompts(table, a.features, a.tokenizer, a.model_config.max_dialogue_tokens, a.template)
+        return build_prompts(table, a.features, a.tokenizer, a.model_config.max_dialogue_tokens, a.template)
+
+    @torch.inference_mode()
+    def _run(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        a = self.artifact
         token_ids = tokenize(a.tokenizer, prompts)
         point, pair = np.zeros(len(prompts)), np.zeros(len(prompts))
         autocast = torch.autocast("cpu", dtype=self.dtype) if self.dtype != torch.float32 else contextlib.nullcontext()
@@ -93,26 +196,45 @@ class Scorer:
             point[batch], pair[batch] = p.float().numpy(), q.float().numpy()
         return point, pair
 
-    def score_file(self, source: str, destination: str | Path, *, chunk_rows: int = 5_000) -> FileSummary:
-        """Stream a large table: every input row is either scored or written to the rejected file."""
+    def score_file(
+        self,
+        source: str,
+        destination: str | Path,
+        *,
+        chunk_rows: int = 5_000,
+        cache: ScoreCache | None = None,
+        crm: CrmOutput | None = None,
+    ) -> FileSummary:
+        """Score a large table chunk by chunk; every input row is either scored or written to the rejected file.
+
+        Without ``crm`` the scores stream to ``destination`` chunk by chunk and memory stays
+        flat. With ``crm``, percentile and grade need the whole batch: the scores of every
+        chunk (a lead_id and two floats per lead) are kept, the CRM fields are added over the
+        whole batch and the output is written once. That is a second pass over the scores,
+        not a second model pass. ``cache`` works as in :meth:`score`; the caller saves it.
+        """
         destination = Path(destination)
         rejected_path = destination.with_name(f"{destination.stem}.rejected{destination.suffix}")
         rows_in = rows_scored = rows_rejected = 0
-        with ChunkedWriter(destination) as scored_out, contextlib.ExitStack() as stack:
+        kept: list[pd.DataFrame] = []
+        with contextlib.ExitStack() as stack:
+            scored_out = None if crm else stack.enter_context(ChunkedWriter(destination))
+            write = kept.append if scored_out is None else scored_out.write
             rejected_out = None
             for chunk in iter_table(source, chunk_rows):
                 valid, rejected = split_valid(chunk, self.artifact.features, self.artifact.funnel, require_labels=False)
                 rows_in += len(chunk)
                 if len(valid):
-                    scored_out.write(self.score(valid))
+                    write(self.score(valid, cache=cache))
                     rows_scored += len(valid)
                 if len(rejected):
                     rejected_out = rejected_out or stack.enter_context(ChunkedWriter(rejected_path))
                     rejected_out.write(rejected.astype(str))  # as text: the rejected values may not fit their column type
                     rows_rejected += len(rejected)
             if not rows_scored:  # the file still gets its header
-                scored_out.write(pd.DataFrame({c: pd.Series([], dtype=str if c == ID_COLUMN else float) for c in SCORE_COLUMNS}))
-        return FileSummary(rows_in, rows_scored, rows_rejected, rejected_path if rows_rejected else None)
+                write(pd.DataFrame({c: pd.Series([], dtype=str if c == ID_COLUMN else float) for c in SCORE_COLUMNS}))
+        summary = crm.write(pd.concat(kept, ignore_index=True), destination, self.artifact.model_version) if crm else None
+        return FileSummary(rows_in, rows_scored, rows_rejected, rejected_path if rows_rejected else None, summary)
 
     def _rank_score(self, point: np.ndarray, pair: np.ndarray) -> np.ndarray:
         if self.rank_by == "point":
@@ -121,10 +243,6 @@ class Scorer:
             return pair
         stats = self.artifact.score_stats
         return 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _for_scoring(artifact: Artifact, dtype: torch.dtype):
