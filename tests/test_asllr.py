@@ -223,7 +223,7 @@ class TestFrozenMode:
 
 class TestModelConfig:
     def test_lora_with_an_inner_layer_mean_is_refused(self) -> None:
-        with pytest.raises(ValueError, match=r"pool_layer=-1 with LoRA, or mode='frozen'"):
+        with pytest.raises(ValueError, match=r"use pool_layer=-1 with LoRA .*--preset cpu-lora.*or mode='frozen'"):
             ModelConfig(mode="lora", pooling="mean", pool_layer=1)
 
     def test_the_allowed_combinations(self) -> None:

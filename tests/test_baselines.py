@@ -190,10 +190,11 @@ class TestCompareBaselines:
         assert results["model"].tolist() == ["LightGBM tabular", "LightGBM tabular + TF-IDF", "oracle (true propensity)"]
         assert list(results.columns) == ["model", "auc", "pr_auc", "p@0.1%", "p@1%", "p@5%", "r@5%"]
 
-    def test_small_top_sets_are_not_reported(self, results: pd.DataFrame) -> None:
-        # About 600 test leads: the top 0.1 % and 1 % hold fewer than 20 leads, the top 5 % about 30.
+    def test_only_the_top_tenth_of_a_percent_needs_twenty_leads(self, results: pd.DataFrame) -> None:
+        # About 600 test leads: the top 0.1 % holds fewer than 20 leads and is not reported; P@1 %
+        # and P@5 % are the fallback, always reported (the bench suites add their intervals).
         assert results["p@0.1%"].isna().all()
-        assert results["p@1%"].isna().all()
+        assert results["p@1%"].notna().all()
         assert results["p@5%"].notna().all()
 
     def test_oracle_is_the_ceiling(self, results: pd.DataFrame) -> None:

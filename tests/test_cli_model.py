@@ -26,7 +26,7 @@ from helpers import reset_accelerate
 
 runner = CliRunner()
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-TINY_ARGS = ("--backbone", "tiny", "--max-steps", "4")
+TINY_ARGS = ("--backbone", "tiny", "--preset", "cpu-lora", "--max-steps", "4")
 
 
 
@@ -64,7 +64,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert 0 < holdout["label"].sum() < len(holdout), "the evaluation table must hold both classes"
     write_table(holdout, folder / "holdout.parquet")
     (folder / "cfg.yaml").write_text(
-        "model:\n  max_dialogue_tokens: 32\n  lora_r: 4\ntrain:\n  batch_size: 12\n  eval_every: 2\n  checkpoint_every: 2\n",
+        "model:\n  max_dialogue_tokens: 32\n  lora_r: 4\ntrain:\n  batch_size: 12\n  eval_every: 2\n  checkpoint_every: 2\n"
+        "  min_train_positives: 1\n  min_train_negatives: 1\n",
         encoding="utf-8",
     )
     return folder
@@ -122,9 +123,9 @@ class TestTrain:
         manifest = read_manifest(out)
         model, train = manifest["model_config"], manifest["train_config"]
         assert (model["backbone"], model["mode"], model["max_dialogue_tokens"], model["lora_r"]) == ("tiny", "lora", 32, 4)
-        assert model["lora_top_layers"] == 8  # from the cpu-quick preset, not overridden
+        assert model["lora_top_layers"] == 8  # from the cpu-lora preset, not overridden
         assert (train["batch_size"], train["eval_every"], train["checkpoint_every"], train["max_steps"]) == (12, 2, 2, 4)
-        assert train["lr_heads"] == 1e-3  # cpu-quick
+        assert train["lr_heads"] == 1e-3  # cpu-lora
         assert manifest["metrics"]["train_steps"] == 4
         assert manifest["rank_by"] == "pair"
 
@@ -172,10 +173,10 @@ class TestTrain:
         config = tmp_path / "stop.yaml"
         config.write_text(
             "model:\n  max_dialogue_tokens: 32\n  lora_r: 4\ntrain:\n  batch_size: 12\n  lr_heads: 1.0e-12\n"
-            "  patience: 1\n  eval_every: 1\n  checkpoint_every: 3\n",
+            "  patience: 1\n  eval_every: 1\n  checkpoint_every: 3\n  min_train_positives: 1\n  min_train_negatives: 1\n",
             encoding="utf-8",
         )
-        args = ("train", data_dir / "train.parquet", "--out", tmp_path / "M", "--backbone", "tiny", "--max-steps", "10", "--config", config)
+        args = ("train", data_dir / "train.parquet", "--out", tmp_path / "M", "--backbone", "tiny", "--preset", "cpu-lora", "--max-steps", "10", "--config", config)
         first = invoke(*args)
         assert first.exit_code == 0, first.output
         assert "(2 steps" in text(first)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadrank.funnel import Pairs, funnel_pairs, label_pairs
-from leadrank.losses import LossWeights, answer_ce, bce_loss, preference_loss
+from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
 
 PAPER_MARGINS = torch.tensor([1.0, 0.5, 0.1])
 
@@ -254,3 +254,29 @@ class TestHproChangesGradients:
         grad_a = self._head_grad(funnel_pairs(self.MEMBERSHIP_A, PAPER_MARGINS))
         grad_b = self._head_grad(funnel_pairs(self.MEMBERSHIP_B, PAPER_MARGINS))
         assert not torch.allclose(grad_a, grad_b, atol=1e-4)
+
+
+class TestLearnedMargins:
+    def test_they_start_at_the_funnel_margins(self) -> None:
+        torch.testing.assert_close(LearnedMargins([1.0, 0.5, 0.1])(), torch.tensor([1.0, 0.5, 0.1]))
+
+    @given(st.lists(st.floats(-30, 30), min_size=3, max_size=3))
+    def test_any_parameters_keep_them_non_negative_and_in_order(self, raw: list[float]) -> None:
+        margins = LearnedMargins([1.0, 0.5, 0.1])
+        with torch.no_grad():
+            margins.raw_gaps.copy_(torch.tensor(raw))
+        global_, key, soft = margins().tolist()
+        assert global_ >= key >= soft >= 0.0
+
+    def test_hpro_pushes_them_down(self) -> None:
+        # -log σ(gap - m) falls as m falls: a margin learned by the loss alone can only shrink.
+        margins = LearnedMargins([1.0, 0.5, 0.1])
+        scores = torch.tensor([2.0, 0.0, 1.0, 0.5])
+        pairs = Pairs(torch.tensor([0, 2]), torch.tensor([1, 3]), margins()[torch.tensor([0, 1])], torch.tensor([0, 1]))
+        loss, _ = preference_loss(scores, pairs, 3)
+        loss.backward()
+        assert (margins.raw_gaps.grad[1:] > 0).all()  # the gaps above the smallest margin
+
+    def test_negative_margins_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="margins must be >= 0"):
+            LearnedMargins([1.0, -0.5])

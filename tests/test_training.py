@@ -80,6 +80,7 @@ def run(
 ) -> tuple[TrainResult, list[dict[str, float]]]:
     settings: dict[str, object] = {
         "batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
+        "min_train_positives": 1, "min_train_negatives": 1,  # tiny tables; the default minimums are for real runs
     }  # bf16 stays at its default (None: wherever the hardware supports it), as users get it
     settings.update(overrides)
     model_config = ModelConfig(**{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 64, **(model or {})})

@@ -7,11 +7,10 @@ table breaks the data contract (every problem is listed).
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 import pandas as pd
 import typer
@@ -209,7 +208,7 @@ def train_command(
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
     mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
     no_hpro: Annotated[bool, typer.Option("--no-hpro", help="Train without the HPRO loss (the paper's ablation).")] = False,
-    preset: Annotated[str, typer.Option(help="'cpu-quick' (short CPU run) or 'paper' (GPU, the paper's settings).")] = "cpu-quick",
+    preset: Annotated[str, typer.Option(help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings).")] = "cpu-quick",
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
@@ -267,24 +266,69 @@ RankByOption = Annotated[
 def score(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
     data: Annotated[str, typer.Argument(help="Leads to score (no outcome columns needed).")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write lead_id, probability, rank_score.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Where to write lead_id, probability (calibrated), rank_score, plus the CRM columns with --crm; the suffix picks the format (.csv, .parquet, .jsonl; file.duckdb::table with --crm)."),
+    ],
     rank_by: RankByOption = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (with other jobs running, 1 can beat 2).")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time; memory stays flat.")] = 5_000,
+    crm: Annotated[
+        bool,
+        typer.Option("--crm", help="Add percentile and grade (within this batch), trend and model_version. Percentile needs the whole batch, so the scores (a lead_id and two numbers per lead) are kept and written at the end; the model still reads each lead once."),
+    ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", help="Also write the N best leads, best first, with every CRM column, to OUT with .topN before the suffix (scores.csv -> scores.top50.csv; file.duckdb::scores -> table scores_top50): a file to hand to the sales team or import. Implies --crm."),
+    ] = None,
+    previous: Annotated[
+        str | None,
+        typer.Option("--previous", help="An earlier output of this command: trend compares each lead's probability with it (improving, steady, declining; new when absent). Implies --crm."),
+    ] = None,
+    crm_config: Annotated[
+        Path | None,
+        typer.Option("--crm-config", help="YAML with grade cut-offs and trend tolerance (leadrank.crm.CrmConfig). Default: A top 10 %, B next 20 %, C next 30 %, D the rest; steady within 0.02. Implies --crm."),
+    ] = None,
+    d365: Annotated[
+        bool,
+        typer.Option("--d365", help="Write OUT as Dynamics 365 msdyn_predictivescore columns: msdyn_entityid, msdyn_entitytype, msdyn_score (0-100), msdyn_grade (0-3 = Grade A-D), msdyn_scoretrend (0 Improving, 1 Steady, 2 Declining, 3 Not enough info). The hot list keeps the readable columns. Implies --crm."),
+    ] = False,
+    cache: Annotated[
+        str | None,
+        typer.Option("--cache", help="Score cache (file.parquet or file.duckdb::table), created when missing: leads whose prompt and model_version are unchanged since the last run reuse their scores instead of running the model. Prints how many were rescored and reused."),
+    ] = None,
 ) -> None:
     """Score leads with a trained model; invalid rows go to OUT.rejected.* with the reason."""
     from leadrank import artifact as artifacts
-    from leadrank.inference import ScoreConfig, Scorer
+    from leadrank.crm import CrmConfig, CrmOutput
+    from leadrank.data.io import read_table
+    from leadrank.inference import ScoreCache, ScoreConfig, Scorer
 
     scorer = Scorer(artifacts.load(model_dir), ScoreConfig(rank_by=rank_by, threads=threads))  # type: ignore[arg-type]
+    crm_output = None
+    if crm or top is not None or previous or crm_config or d365:
+        config = CrmConfig.from_yaml(crm_config) if crm_config else CrmConfig()
+        crm_output = CrmOutput(config, read_table(previous) if previous else None, top, d365)
+    score_cache = ScoreCache.open(cache) if cache else None
     started = time.perf_counter()
-    summary = scorer.score_file(data, out, chunk_rows=chunk_rows)
+    summary = scorer.score_file(data, out, chunk_rows=chunk_rows, cache=score_cache, crm=crm_output)
+    if score_cache is not None:
+        score_cache.save()
     elapsed = time.perf_counter() - started
     console.print(
         f"{summary.rows_in:,} leads in: {summary.rows_scored:,} scored -> {out} in {elapsed:.1f} s "
         f"({summary.rows_scored / max(elapsed, 1e-9):.1f} leads/s), {summary.rows_rejected:,} rejected"
         + (f" -> {summary.rejected_path}" if summary.rejected_path else "")
     )
+    if score_cache is not None:
+        console.print(f"Cache {cache}: {score_cache.rescored:,} rescored, {score_cache.reused:,} reused.")
+    if summary.crm is not None:
+        grades = ", ".join(f"{g} {n:,}" for g, n in summary.crm.grades.items())
+        trends = ", ".join(f"{t} {n:,}" for t, n in summary.crm.trends.items() if n)
+        console.print(
+            f"model_version {scorer.artifact.model_version}; grades: {grades}; trend: {trends}"
+            + (f"; hot list -> {summary.crm.hot_list}" if summary.crm.hot_list else "")
+        )
 
 
 @app.command()
@@ -294,8 +338,11 @@ def evaluate(
     data: Annotated[str, typer.Argument(help="Labelled leads, e.g. the later part of `leadrank split`.")],
     rank_by: RankByOption = None,
 ) -> None:
-    """Metrics of a model on labelled leads: AUC, precision/recall at the top, calibration; oracle row when known."""
+    """Metrics of a model on labelled leads: AUC, precision/recall at the top, calibration before/after; oracle row when known."""
+    from scipy.special import expit
+
     from leadrank import artifact as artifacts
+    from leadrank.config import ID_COLUMN
     from leadrank.data.io import read_table
     from leadrank.data.profile import ORACLE_COLUMN
     from leadrank.data.schema import validate as validate_table
@@ -307,14 +354,18 @@ def evaluate(
     table = read_table(data)
     validate_table(table, artifact.features, artifact.funnel)
     scorer = Scorer(artifact, ScoreConfig(rank_by=rank_by))  # type: ignore[arg-type]
-    scores = scorer.score(table)
+    point, pair = scorer.raw_scores(table)
+    scores = scorer.to_scores(table[ID_COLUMN], point, pair)
     labels = table[artifact.funnel.label_column].astype(int).to_numpy()
     rows = [score_row(f"asLLR (rank by {scorer.rank_by})", labels, scores["rank_score"].to_numpy())]
     if ORACLE_COLUMN in table.columns:
         rows.append(score_row("oracle (true propensity)", labels, table[ORACLE_COLUMN].to_numpy()))
     _print_results(pd.DataFrame(rows), title=f"{len(table):,} leads, {labels.sum():,} positives")
-    probability = scores["probability"].to_numpy()
-    console.print(f"Probability calibration: Brier {brier(labels, probability):.4f}, ECE {ece(labels, probability):.4f}")
+    raw, probability = expit(point), scores["probability"].to_numpy()
+    console.print(
+        f"Probability calibration ({artifact.calibration.method}), raw head -> calibrated: "
+        f"Brier {brier(labels, raw):.4f} -> {brier(labels, probability):.4f}, ECE {ece(labels, raw):.4f} -> {ece(labels, probability):.4f}"
+    )
 
 
 @spec_app.command("infer")
@@ -339,35 +390,379 @@ def spec_infer(
 
 @app.command()
 @_handle_errors
+def retrain(
+    registry: Annotated[Path, typer.Argument(help="Registry folder (created on the first run).")],
+    data: Annotated[str, typer.Argument(help="Labelled lead table; the newest leads are kept out of training to compare the models on.")],
+    window_days: Annotated[int | None, typer.Option(help="Use only the leads of the last N days (by as_of). Default: all of them.")] = None,
+    holdout: Annotated[float, typer.Option(help="Most recent share of the window kept out of training; both models are compared on it.")] = 0.15,
+    tolerance: Annotated[float, typer.Option(help="Publish the candidate if its AUC >= the current model's AUC minus this.")] = 0.005,
+    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
+    mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
+    preset: Annotated[str, typer.Option(help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings).")] = "cpu-quick",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    features: FeaturesOption = None,
+    funnel: FunnelOption = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    segment_column: Annotated[
+        str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
+    ] = None,
+) -> None:
+    """Train a candidate on the newest data; publish it only if it ranks the newest leads about as well as the current model."""
+    from leadrank.data.io import read_table
+    from leadrank.registry import TOP_SHARE, retrain as retrain_registry
+    from leadrank.training import RunConfig
+
+    feature_spec, funnel_spec = _specs(features, funnel)
+    model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
+    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed}.items() if v is not None}
+    run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
+    table = read_table(data)
+    with console.status("Training the candidate..."):
+        outcome = retrain_registry(
+            registry, table, feature_spec, funnel_spec, run,
+            window_days=window_days, holdout=holdout, tolerance=tolerance, segment_column=segment_column,
+        )
+    title = (
+        f"Comparison slice: {outcome.comparison_rows:,} leads from {outcome.cutoff} "
+        f"({outcome.comparison_positives:,} positives); candidate trained on {outcome.train_rows:,}"
+    )
+    side_by_side = Table(title=title)
+    side_by_side.add_column("metric")
+    side_by_side.add_column(f"current ({outcome.current_version})" if outcome.current_version else "current (none)", justify="right")
+    side_by_side.add_column("candidate", justify="right")
+    for key, name, shown in (("auc", "AUC", "{:.4f}"), (f"p@{TOP_SHARE:.0%}", f"P@{TOP_SHARE:.0%}", "{:.2%}")):
+        was = shown.format(outcome.current[key]) if outcome.current else "n/a"
+        side_by_side.add_row(name, was, shown.format(outcome.candidate[key]))
+    console.print(side_by_side)
+    console.print(outcome.decision)
+
+
+@app.command()
+@_handle_errors
+def rollback(
+    registry: Annotated[Path, typer.Argument(help="Registry folder.")],
+    to: Annotated[str | None, typer.Option("--to", help="Version to make current, e.g. v0002. Default: the one current before this one.")] = None,
+) -> None:
+    """Make an earlier model version current again."""
+    from leadrank.registry import current, rollback as rollback_registry, versions
+
+    was = next((v.id for v in versions(registry) if v.is_current), None)  # even when its folder is gone
+    now = rollback_registry(registry, to)
+    console.print(f"Current model: {now} (was {was}) -> {current(registry)}")
+
+
+@app.command("versions")
+@_handle_errors
+def versions_command(registry: Annotated[Path, typer.Argument(help="Registry folder.")]) -> None:
+    """List the published model versions; the current one is marked."""
+    from leadrank.registry import versions
+
+    listed = versions(registry)
+    if not listed:
+        console.print(f"No versions in {registry} yet; `leadrank retrain {registry} DATA` publishes the first.")
+        return
+    table = Table(title=str(registry))
+    for column in ("", "version", "published (UTC)", "comparison AUC", "comparison P@5%"):
+        table.add_column(column)
+    for version in listed:
+        auc_at, top_at = version.metrics.get("comparison_auc"), version.metrics.get("comparison_p@5%")
+        table.add_row(
+            "*" if version.is_current else "", version.id, version.published_at,
+            "n/a" if auc_at is None else f"{auc_at:.4f}", "n/a" if top_at is None else f"{top_at:.2%}",
+        )
+    console.print(table)
+
+
+@app.command("report")
+@_handle_errors
+def report_command(
+    results: Annotated[
+        list[Path], typer.Argument(help="Results directories from `leadrank bench`, or a parent folder whose subfolders hold results.json.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write (self-contained: figures embedded, works offline).")] = Path("report.html"),
+) -> None:
+    """Render benchmark results as one offline HTML report: tables (mean ± std over seeds), notes and figures."""
+    from leadrank.report import find_results, write_report
+
+    found = find_results(results)
+    write_report(found, out)
+    console.print(f"Wrote {out}: {len(found)} suite(s) from {', '.join(map(str, found))}.")
+
+
+abtest_app = typer.Typer(
+    help="A/B test the call list on the sales floor: sales specialists, not leads, are randomised.",
+    no_args_is_help=True,
+)
+app.add_typer(abtest_app, name="abtest")
+
+
+@abtest_app.command("plan")
+@_handle_errors
+def abtest_plan(
+    specialists: Annotated[
+        str,
+        typer.Argument(help="One row per specialist: specialist_id, lockins_7d, lockins_14d, lockins_30d, followups_30d, optional tier."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the assignment (.csv, .parquet, .jsonl or .duckdb[::table]).")],
+    arms: Annotated[int, typer.Option(help="Number of arms, control included: control, treatment (or treatment_1, treatment_2, ...).")] = 2,
+    days: Annotated[int, typer.Option(help="Planned duration in days, for the minimum detectable effect.")] = 28,
+    leads_per_day: Annotated[
+        float | None, typer.Option(help="Leads one specialist handles per day. Default: followups_30d / 30, averaged over specialists.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed and table give the same assignment.")] = 0,
+) -> None:
+    """Assign specialists to arms, stratified by tier and balanced on recent lock-ins, then follow-ups; size the test."""
+    from leadrank.abtest import plan
+    from leadrank.data.io import read_table, write_table
+
+    result = plan(read_table(specialists), arms=arms, days=days, leads_per_day=leads_per_day, seed=seed)
+    path = write_table(result.assignment, out)
+    if result.tiers_derived:
+        console.print("No 'tier' column: the tiers are quartiles of 30-day conversion (lockins_30d / followups_30d), q1 lowest.")
+    assignment = result.assignment
+    _print_frame(pd.crosstab(assignment["tier"], assignment["arm"]), "Specialists per tier and arm", "{:,}")
+    _print_frame(result.balance, "Balance: mean per arm, standardized mean difference (|SMD| < 0.1 is good)", "{:.3f}")
+    power = result.power
+    console.print(
+        f"Minimum detectable effect over {power.days} days (about {power.leads_per_specialist:,.0f} leads per specialist, "
+        f"{power.specialists_control} control vs {power.specialists_treatment} treatment specialists, baseline conversion "
+        f"{power.baseline_rate:.2%}): {power.mde_absolute:.2%} points, {power.mde_relative:+.0%} relative "
+        f"(two-sided Welch t-test on specialist conversion rates, alpha {power.alpha:g}, power {power.power:.0%}; "
+        f"clustering by specialist: ICC {power.icc:.3f}, design effect {power.design_effect:.2f})."
+    )
+    console.print(f"Wrote the assignment of {len(assignment):,} specialists to {path}.")
+
+
+@abtest_app.command("analyze")
+@_handle_errors
+def abtest_analyze(
+    outcomes: Annotated[
+        str, typer.Argument(help="One row per lead handled: specialist_id, date, converted (0/1), and arm unless --assignment is given.")
+    ],
+    assignment: Annotated[
+        str | None, typer.Option("--assignment", help="The assignment `leadrank abtest plan` wrote; each lead's arm is joined from its specialist.")
+    ] = None,
+    out_figure: Annotated[Path | None, typer.Option("--out-figure", help="Write a PNG of cumulative conversion per arm over time.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Conversion per arm, relative uplift vs control with a bootstrap CI, and Welch's t-test on specialist conversion rates."""
+    from leadrank.abtest import BOOTSTRAP_SAMPLES, CONFIDENCE, analyze, plot_cumulative
+    from leadrank.data.io import read_table
+
+    result = analyze(read_table(outcomes), read_table(assignment) if assignment else None, seed=seed)
+    table = Table(title="A/B test outcome (control first)")
+    headers = ("arm", "specialists", "leads", "conversions", "conversion", "uplift", f"{CONFIDENCE:.0%} CI", "Welch p")
+    for header in headers:
+        table.add_column(header, justify="left" if header == "arm" else "right")
+    for row in result.summary.itertuples(index=False):
+        compared = not pd.isna(row.uplift)
+        table.add_row(
+            row.arm, f"{row.specialists:,}", f"{row.leads:,}", f"{row.conversions:,}", f"{row.conversion_rate:.2%}",
+            f"{row.uplift:+.1%}" if compared else "",
+            f"{row.uplift_low:+.1%} to {row.uplift_high:+.1%}" if compared else "",
+            f"{row.p_value:.4f}" if compared else "",
+        )
+    console.print(table)
+    console.print(
+        "Specialists are the unit: the t-test compares per-specialist conversion rates (two-sided, unequal variances); "
+        f"the CI resamples specialists within each arm (BCa, {BOOTSTRAP_SAMPLES:,} resamples, seed {seed})."
+    )
+    if out_figure is not None:
+        console.print(f"Wrote {plot_cumulative(result, out_figure)}.")
+
+
+@abtest_app.command("simulate")
+@_handle_errors
+def abtest_simulate(
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for specialists.csv, assignment.csv and outcomes.csv.")],
+    uplift: Annotated[float, typer.Option(help="True relative uplift of the treatment arm (0.3: conversion +30 %).")] = 0.3,
+    specialists: Annotated[int, typer.Option(help="Number of specialists.")] = 80,
+    days: Annotated[int, typer.Option(help="Days the simulated test runs.")] = 28,
+    seed: Annotated[int, typer.Option(help="Random seed; also the seed of the plan the test ran under.")] = 0,
+) -> None:
+    """Simulate a sales floor and a finished A/B test with a known uplift, to try `plan` and `analyze` on."""
+    from leadrank.abtest import plan
+    from leadrank.data.io import write_table
+    from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
+
+    config = ABSimConfig(n_specialists=specialists, days=days, uplift=uplift, seed=seed)
+    floor = simulate_specialists(config)
+    planned = plan(floor, days=days, seed=seed)
+    outcomes = simulate_outcomes(planned.assignment, config)
+    paths = [
+        write_table(floor, out_dir / "specialists.csv"),
+        write_table(planned.assignment, out_dir / "assignment.csv"),
+        write_table(outcomes, out_dir / "outcomes.csv"),
+    ]
+    console.print(
+        f"Simulated {specialists:,} specialists and {len(outcomes):,} leads over {days} days, true uplift {uplift:+.0%}: "
+        + ", ".join(map(str, paths))
+    )
+    console.print(
+        f"Try: leadrank abtest plan {paths[0]} --out {out_dir / 'my_assignment.csv'} --days {days} --seed {seed}\n"
+        f"     leadrank abtest analyze {paths[2]} --assignment {paths[1]} --out-figure {out_dir / 'cumulative.png'}"
+    )
+
+
+def _print_frame(frame: pd.DataFrame, title: str, number_format: str) -> None:
+    table = Table(title=title)
+    table.add_column(str(frame.index.name or ""))
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for label, row in frame.iterrows():
+        table.add_row(str(label), *(number_format.format(value) for value in row))
+    console.print(table)
+
+
+@app.command("explain")
+@_handle_errors
+def explain_command(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    lead_id: Annotated[str, typer.Argument(help="The lead to explain (its lead_id, compared as text).")],
+    data: Annotated[str, typer.Argument(help="Table holding the lead (.csv, .parquet, .jsonl or file.duckdb::table).")],
+    top: Annotated[int, typer.Option("--top", help="Show this many positive and negative fields, and this many turns.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON instead of tables.")] = False,
+) -> None:
+    """Why a lead scored as it did: masks each field and drops each dialogue turn (1 + fields + turns prompts)."""
+    from leadrank import artifact as artifacts
+    from leadrank.data.io import read_table
+    from leadrank.explain import explain, find_lead
+    from leadrank.inference import Scorer
+
+    lead = find_lead(read_table(data), lead_id)
+    result = explain(Scorer(artifacts.load(model_dir)), lead, top=top)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    console.print(
+        f"Lead {result.lead_id}: probability {result.probability:.4f}, rank score {result.rank_score:+.4f} "
+        f"({result.n_prompts} prompts scored in {result.seconds:.1f} s). Effect = score minus the score without it."
+    )
+    factors = Table(title="CRM fields (masked one at a time)")
+    for column, justify in (("field", "left"), ("value", "left"), ("rank effect", "right"), ("probability effect", "right")):
+        factors.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for f in result.factors:
+        factors.add_row(f.field, f.value, f"{f.rank_effect:+.4f}", f"{f.probability_effect:+.4f}")
+    console.print(factors)
+    if result.turns:
+        turns = Table(title="Dialogue turns (dropped one at a time)")
+        for column, justify in (("#", "right"), ("turn", "left"), ("rank effect", "right"), ("probability effect", "right")):
+            turns.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for t in result.turns:
+            turns.add_row(str(t.index), t.text, f"{t.rank_effect:+.4f}", f"{t.probability_effect:+.4f}")
+        console.print(turns)
+
+
+@app.command()
+@_handle_errors
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps the service on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Most leads per request and per merged scoring batch; larger requests get 422.")] = 256,
+    max_request_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 8 * 2**20,
+    workers: Annotated[int, typer.Option(help="Server processes; each loads its own copy of the model.")] = 1,
+) -> None:
+    """Serve the model over HTTP: POST /score and /explain, GET /health and /model (docs at /docs).
+
+    Set LEADRANK_API_TOKEN to require 'Authorization: Bearer <token>' on every endpoint but /health.
+    """
+    from leadrank.serve import ServeSettings, run
+
+    run(model_dir, ServeSettings(max_batch=max_batch, max_request_bytes=max_request_bytes), host=host, port=port, workers=workers)
+
+
+@app.command()
+@_handle_errors
+def bench(
+    suite: Annotated[list[str], typer.Option("--suite", help="table1, table2, transfer, margins, rankby, or 'all' (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the results; each suite writes OUT/<suite>/.")] = Path("runs/bench"),
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; every number is mean ± std over them.")] = "0,1,2",
+    data: Annotated[str | None, typer.Option("--data", help="Your labelled lead table. Default: a fresh simulated set per seed.")] = None,
+    n: Annotated[int, typer.Option("--n", help="Simulated leads per seed (dense preset, 10 % positives).")] = 4000,
+    preset: Annotated[str, typer.Option(help="asLLR recipe: 'cpu-quick' (frozen), 'cpu-lora' or 'paper' (LoRA, GPU).")] = "cpu-quick",
+    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m', 'tiny', or a local Hugging Face model folder.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    features: FeaturesOption = None,
+    funnel: FunnelOption = None,
+) -> None:
+    """Run the paper's experiments as suites; write JSON, markdown and figures per suite."""
+    import sys
+
+    from leadrank.data.io import read_table
+    from leadrank.experiments import PAPER_SUITES, BenchConfig
+
+    feature_spec, funnel_spec = _specs(features, funnel)
+    names = tuple(dict.fromkeys(name for item in suite for name in (PAPER_SUITES if item == "all" else (item,))))
+    config_ = BenchConfig(
+        suites=names, out=out, seeds=_parse_seeds(seeds), data=read_table(data) if data else None, data_name=str(data or ""),
+        features=feature_spec, funnel=funnel_spec, n=n, preset=preset, backbone=backbone, config_file=config,
+        command="leadrank " + " ".join(sys.argv[1:]),
+    )
+    _run_and_show(config_)
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers like 0,1,2; got {text!r}.") from None
+
+
+def _run_and_show(config) -> list[Path]:
+    from leadrank.experiments import run_bench
+    from leadrank.report import load_results, summary_frame
+
+    started = time.perf_counter()
+    folders = run_bench(config, progress=lambda message: console.print(f"  {message}", highlight=False))
+    for folder in folders:
+        results = load_results(folder)
+        frame = summary_frame(results)
+        table = Table(title=f"{results.title} ({results.data.get('test_rows', '?')} test leads, seeds {results.seeds})")
+        for column in frame.columns:
+            table.add_column(str(column), justify="left" if column == "model" else "right")
+        for row in frame.itertuples(index=False):
+            table.add_row(*map(str, row))
+        console.print(table)
+        for note in results.notes:
+            console.print(f"  - {note}", highlight=False)
+        console.print(f"  -> {folder}", highlight=False)
+    console.print(f"Done in {(time.perf_counter() - started) / 60:.1f} min.")
+    return folders
+
+
+@app.command()
+@_handle_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the simulated data and the results.")] = Path("runs/demo"),
-    n: Annotated[int, typer.Option("--n", help="Number of simulated leads.")] = 50_000,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the simulated data, the results and the report.")] = Path("runs/demo"),
+    n: Annotated[int, typer.Option("--n", help="Number of simulated leads (dense preset, 10 % positives).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """The main job, end to end: simulate -> validate -> time split -> baselines -> metrics with the oracle ceiling."""
+    """The main job, end to end: simulate -> validate -> baselines -> asLLR (cpu-quick) without and with HPRO -> report."""
+    import sys
+
     from leadrank.data.io import read_table, write_table
     from leadrank.data.schema import validate as validate_table
-    from leadrank.data.split import time_split
     from leadrank.data.synth import SynthConfig, simulate
-    from leadrank.experiments import compare_baselines
-    from leadrank._files import write_text_atomic
+    from leadrank.experiments import BenchConfig
+    from leadrank.report import write_report
 
     started = time.perf_counter()
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
-    with console.status("Simulating leads..."):
-        data_path = write_table(simulate(SynthConfig(n=n, seed=seed)), out / "leads.parquet")
+    data_path = write_table(simulate(SynthConfig.preset("dense", n=n, seed=seed)), out / "leads.parquet")
     console.print(f"[1/4] Simulated {n:,} leads -> {data_path}")
     table = read_table(data_path)
     validate_table(table, features, funnel)
     console.print("[2/4] Validated against the data contract")
-    split = time_split(table, 0.3)
-    console.print(f"[3/4] {split.summary()}")
-    with console.status("Training LightGBM baselines..."):
-        results = compare_baselines(split, features, funnel, seed=seed)
-    console.print("[4/4] Trained and scored the baselines")
-    _print_results(results, title=f"Test part: {len(split.test):,} leads after {split.cutoff:%Y-%m-%d}")
-    write_text_atomic(out / "results.json", json.dumps(results.to_dict("records"), indent=2, default=float))
-    console.print(f"Results in {out / 'results.json'}; done in {time.perf_counter() - started:.0f} s.")
+    console.print("[3/4] Baselines and asLLR (frozen SmolLM2-135M reads each lead once, then the heads train)")
+    config = BenchConfig(
+        suites=("demo",), out=out, seeds=(seed,), data=table, data_name=f"{data_path} (simulated dense, seed {seed})",
+        features=features, funnel=funnel, command="leadrank " + " ".join(sys.argv[1:]),
+    )
+    folders = _run_and_show(config)
+    report = write_report(folders, out / "report.html")
+    console.print(f"[4/4] Report: {report}; done in {(time.perf_counter() - started) / 60:.1f} min.")
 
 
 def _print_results(results: pd.DataFrame, title: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from leadrank.funnel import Pairs
 
@@ -51,3 +52,24 @@ def answer_ce(answer_logits: torch.Tensor, labels: torch.Tensor, yes_id: int, no
     """Next-token cross-entropy over the whole vocabulary on the answer token ("Yes"/"No")."""
     targets = torch.where(labels > 0.5, yes_id, no_id).long()
     return F.cross_entropy(answer_logits.float(), targets)
+
+
+class LearnedMargins(nn.Module):
+    """Tier margins trained with the heads: non-negative, and kept in the order they start in.
+
+    Sorted ascending, the margins are cumulative sums of softplus gaps, so the tier that starts
+    with the largest margin always keeps the largest. They start at the FunnelSpec's values.
+    """
+
+    def __init__(self, initial: list[float]) -> None:
+        super().__init__()
+        values = torch.tensor(initial, dtype=torch.float32)
+        if (values < 0).any():
+            raise ValueError(f"margins must be >= 0 to be learned; got {initial}")
+        self.register_buffer("order", torch.argsort(values, stable=True))
+        gaps = torch.diff(values[self.order], prepend=torch.zeros(1)).clamp(min=1e-3)
+        self.raw_gaps = nn.Parameter(gaps + torch.log(-torch.expm1(-gaps)))  # softplus^-1
+
+    def forward(self) -> torch.Tensor:
+        ascending = torch.cumsum(F.softplus(self.raw_gaps), 0)
+        return torch.empty_like(ascending).scatter(0, self.order, ascending)

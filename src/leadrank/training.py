@@ -28,11 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
 from leadrank.config import FeatureSpec, FunnelSpec, YamlModel
+from leadrank.data.minimums import check_minimums
 from leadrank.data.prompt import DEFAULT_TEMPLATE, PromptTemplate, build_prompts
 from leadrank.data.schema import validate
 from leadrank.data.split import check_no_leakage, validation_slice
 from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
-from leadrank.losses import LossWeights, answer_ce, bce_loss, preference_loss
+from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
 from leadrank.metrics import auc
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone
@@ -64,6 +65,10 @@ class TrainConfig(BaseModel):
     bce_weight: float = Field(default=2.0, ge=0)
     hpro_weight: float = Field(default=1.0, ge=0, description="0 disables HPRO (the ablation 'asLLR without HPRO').")
     ce_weight: float = Field(default=0.5, ge=0)
+    learn_margins: bool = Field(default=False, description="Train the tier margins too (non-negative, order kept); the margins study.")
+    # minimum data (checked before any model is loaded)
+    min_train_positives: int = Field(default=100, ge=1, description="Refuse to train on a table with fewer positives (lower it for experiments only).")
+    min_train_negatives: int = Field(default=100, ge=1, description="Refuse to train on a table with fewer negatives (lower it for experiments only).")
     # validation and stopping
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Most recent share of the training table used to validate.")
     eval_every: int = Field(default=50, ge=1, description="Validate every N optimizer steps.")
@@ -81,7 +86,7 @@ class TrainConfig(BaseModel):
         return LossWeights(bce=self.bce_weight, hpro=self.hpro_weight, ce=self.ce_weight)
 
 
-PRESETS = ("cpu-quick", "paper")
+PRESETS = ("cpu-quick", "cpu-lora", "paper")
 
 
 class RunConfig(YamlModel):
@@ -124,6 +129,7 @@ class TrainResult:
     val_labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
     val_point: np.ndarray = field(default_factory=lambda: np.zeros(0))  # pointwise logits of the returned model
     val_pair: np.ndarray = field(default_factory=lambda: np.zeros(0))  # pairwise scores of the returned model
+    margins: list[float] = field(default_factory=list)  # tier margins at the end (learned ones when learn_margins)
 
 
 @dataclass
@@ -154,6 +160,7 @@ def train(
     """Train on a labelled table; the most recent ``val_fraction`` of it validates and stops early."""
     validate(table, features, funnel)
     check_no_leakage(features.names, funnel.supervision_columns)
+    check_minimums(table, funnel.label_column, min_positives=config.min_train_positives, min_negatives=config.min_train_negatives)
     if config.threads:
         torch.set_num_threads(config.threads)
     bf16 = is_bf16_available() if config.bf16 is None else config.bf16
@@ -192,6 +199,8 @@ def train(
     )
     steps_per_epoch = max(1, len(sampler) // config.grad_accum_steps)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    if config.learn_margins and funnel.tiers:
+        model.margins = LearnedMargins([t.margin for t in funnel.tiers])
     heads, lora = model.trainable_groups()
     groups = [{"params": heads, "lr": config.lr_heads}]
     if lora:
@@ -202,9 +211,10 @@ def train(
     margins = torch.tensor([t.margin for t in funnel.tiers], dtype=torch.float32)
 
     state = _LoopState()
-    if resume and checkpoint_dir is not None and (checkpoint_dir / "state.json").exists():
-        state = _load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler)
-        logger.info(f"Resumed from step {state.step} in {checkpoint_dir}", main_process_only=True)
+    saved = _latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir is not None else None
+    if saved is not None:
+        state = _load_checkpoint(saved, accelerator.unwrap_model(model), optimizer, scheduler)
+        logger.info(f"Resumed from step {state.step} in {saved}", main_process_only=True)
 
     core = accelerator.unwrap_model(model)
     autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -217,7 +227,8 @@ def train(
                 continue  # already trained on before the resume
             with accelerator.accumulate(model):
                 with autocast:
-                    loss, parts = _step_loss(model, core, train_data, batch, margins, funnel, config, accelerator)
+                    tier_margins = margins if core.margins is None else core.margins()
+                    loss, parts = _step_loss(model, core, train_data, batch, tier_margins, funnel, config, accelerator)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(heads + lora, config.max_grad_norm)
@@ -263,6 +274,7 @@ def train(
         val_labels=val_data.labels.numpy(),
         val_point=val_point,
         val_pair=val_pair,
+        margins=(core.margins() if core.margins is not None else margins).tolist(),
     )
 
 
@@ -419,6 +431,14 @@ def _save_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler, state: _Lo
         folder.rename(previous)
     staging.rename(folder)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint to resume from; a run killed between the two renames of a save left ``.old``."""
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        if (candidate / "state.json").exists():
+            return candidate
+    return None
 
 
 def _load_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler) -> _LoopState:

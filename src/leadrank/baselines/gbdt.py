@@ -34,6 +34,7 @@ class GBDTBaseline:
 
     With ``use_dialogue=True`` the dialogue column is added as TF-IDF unigrams and bigrams,
     the strongest cheap text baseline: it reads words, not who said them or in what order.
+    ``extra`` (rows x k, row-aligned) adds k dense inputs, e.g. an LLM embedding of the lead.
     """
 
     def __init__(self, features: FeatureSpec, *, label_column: str = "label", use_dialogue: bool = False, config: GBDTConfig = GBDTConfig()) -> None:
@@ -46,7 +47,7 @@ class GBDTBaseline:
     def name(self) -> str:
         return "LightGBM tabular + TF-IDF" if self.use_dialogue else "LightGBM tabular"
 
-    def fit(self, table: pd.DataFrame) -> GBDTBaseline:
+    def fit(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> GBDTBaseline:
         if self.use_dialogue and not self.features.dialogue_column:
             raise ValueError("use_dialogue=True needs a FeatureSpec with a dialogue_column; this spec has none.")
         params = asdict(self.config)
@@ -62,18 +63,23 @@ class GBDTBaseline:
             params.pop("tfidf_min_df"), params.pop("tfidf_max_features")
         seed = params.pop("seed")
         self.model_ = lgb.LGBMClassifier(**params, subsample_freq=1, random_state=seed, n_jobs=1, verbose=-1)
-        inputs, categorical = self._inputs(table)
+        self.extra_width_ = None if extra is None else _check_extra(extra, len(table), None).shape[1]
+        inputs, categorical = self._inputs(table, extra)
         self.model_.fit(inputs, table[self.label_column].astype(int).to_numpy(), categorical_feature=categorical)
         return self
 
-    def predict(self, table: pd.DataFrame) -> np.ndarray:
-        """Probability of conversion per row."""
-        inputs, _ = self._inputs(table)
+    def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
+        """Probability of conversion per row; pass ``extra`` exactly when :meth:`fit` had it."""
+        if (extra is None) != (self.extra_width_ is None):
+            raise ValueError("pass extra= to predict exactly when it was passed to fit (same columns).")
+        inputs, _ = self._inputs(table, None if extra is None else _check_extra(extra, len(table), self.extra_width_))
         return self.model_.predict_proba(inputs)[:, 1]
 
-    def _inputs(self, table: pd.DataFrame) -> tuple[pd.DataFrame | sp.csr_matrix, list[int] | str]:
+    def _inputs(self, table: pd.DataFrame, extra: np.ndarray | None) -> tuple[pd.DataFrame | sp.csr_matrix, list[int] | str]:
         encoded = self.encoder_.transform(table)
         if not self.use_dialogue:
+            if extra is not None:
+                encoded = encoded.assign(**{f"extra_{j}": extra[:, j] for j in range(extra.shape[1])})
             return encoded, "auto"
         categorical = [i for i, f in enumerate(self.features.features) if f.kind == "categorical"]
         dense = np.column_stack(
@@ -81,4 +87,14 @@ class GBDTBaseline:
         )
         dense[:, categorical] = np.where(dense[:, categorical] < 0, np.nan, dense[:, categorical])
         text = self.vectorizer_.transform(table[self.features.dialogue_column])
-        return sp.hstack([sp.csr_matrix(dense), text], format="csr"), categorical
+        blocks = [sp.csr_matrix(dense), text] + ([] if extra is None else [sp.csr_matrix(extra)])
+        return sp.hstack(blocks, format="csr"), categorical
+
+
+def _check_extra(extra: np.ndarray, rows: int, width: int | None) -> np.ndarray:
+    extra = np.asarray(extra, dtype=float)
+    if extra.ndim != 2 or extra.shape[0] != rows:
+        raise ValueError(f"extra must be a (rows, k) array with one row per table row ({rows}); got shape {extra.shape}.")
+    if width is not None and extra.shape[1] != width:
+        raise ValueError(f"extra has {extra.shape[1]} columns but the model was fitted with {width}.")
+    return extra

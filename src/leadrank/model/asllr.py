@@ -55,7 +55,10 @@ class ModelConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if self.mode == "lora" and self.pool_layer != -1:
-            raise ValueError("mode='lora' trains through the final layer; use pool_layer=-1 with LoRA, or mode='frozen'.")
+            raise ValueError(
+                f"mode='lora' trains through the final layer but pool_layer={self.pool_layer}; use pool_layer=-1 with LoRA "
+                f"(on the command line: --preset cpu-lora or --preset paper), or mode='frozen'."
+            )
         return self
 
 
@@ -117,6 +120,7 @@ class ASLLR(nn.Module):
                 _truncate(causal_lm, config.pool_layer % (causal_lm.config.num_hidden_layers + 1))
             self.lm = causal_lm
         self.heads = ScoringHeads(width, config.head_hidden, config.head_dropout)
+        self.margins: nn.Module | None = None  # learned tier margins, set by training when asked
 
     @property
     def causal_lm(self) -> PreTrainedModel:
@@ -158,7 +162,7 @@ class ASLLR(nn.Module):
 
     def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(head parameters, LoRA parameters) for differential learning rates."""
-        heads = list(self.heads.parameters())
+        heads = list(self.heads.parameters()) + (list(self.margins.parameters()) if self.margins is not None else [])
         lora = [p for p in self.lm.parameters() if p.requires_grad]
         return heads, lora
 

@@ -1,0 +1,119 @@
+"""The ``leadrank abtest`` verbs (simulate, plan, analyze), driven through typer's CliRunner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+import leadrank.cli as cli
+from leadrank.data.io import read_table, write_table
+
+runner = CliRunner()
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@pytest.fixture(autouse=True)
+def wide_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich wraps at 80 columns off a terminal; keep long paths and tables on one line."""
+    monkeypatch.setattr(cli, "console", Console(width=400))
+    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
+
+
+def invoke(*args: str | Path) -> Result:
+    return runner.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def text(result: Result) -> str:
+    return _ANSI.sub("", result.output)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated floor and finished test: specialists.csv, assignment.csv, outcomes.csv."""
+    out = tmp_path_factory.mktemp("abtest")
+    result = runner.invoke(
+        cli.app, ["abtest", "simulate", "--out-dir", str(out), "--specialists", "24", "--days", "14", "--uplift", "0.5", "--seed", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_simulate_writes_the_three_tables(demo: Path) -> None:
+    specialists, assignment, outcomes = (read_table(demo / f"{name}.csv") for name in ("specialists", "assignment", "outcomes"))
+    assert len(specialists) == 24 and set(assignment["arm"]) == {"control", "treatment"}
+    assert set(outcomes["specialist_id"]) <= set(specialists["specialist_id"])
+    assert set(outcomes.columns) >= {"specialist_id", "date", "converted"}
+
+
+def test_plan_reproduces_the_simulated_assignment(demo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "assignment.parquet"
+    result = invoke("abtest", "plan", demo / "specialists.csv", "--out", out, "--days", "14", "--seed", "4")
+    assert result.exit_code == 0, result.output
+    planned, simulated = read_table(out), read_table(demo / "assignment.csv")
+    assert planned["arm"].tolist() == simulated["arm"].tolist()
+    assert "Specialists per tier and arm" in text(result)
+    assert re.search(r"lockins_30d\s+│\s+[\d.]+\s+│\s+[\d.]+\s+│\s+-?0\.0\d\d", text(result))
+    assert re.search(r"Minimum detectable effect over 14 days .*12 control vs 12 treatment", text(result))
+    assert "design effect" in text(result)
+
+
+def test_plan_options_reach_the_library(demo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "assignment.csv"
+    result = invoke("abtest", "plan", demo / "specialists.csv", "--out", out, "--arms", "3", "--leads-per-day", "12.5", "--days", "10")
+    assert result.exit_code == 0, result.output
+    assert set(read_table(out)["arm"]) == {"control", "treatment_1", "treatment_2"}
+    assert "about 125 leads per specialist" in text(result)
+
+
+def test_plan_says_when_it_derives_tiers(demo: Path, tmp_path: Path) -> None:
+    no_tier = write_table(read_table(demo / "specialists.csv").drop(columns="tier"), tmp_path / "no_tier.jsonl")
+    result = invoke("abtest", "plan", no_tier, "--out", tmp_path / "assignment.csv")
+    assert result.exit_code == 0, result.output
+    assert "No 'tier' column: the tiers are quartiles of 30-day conversion" in text(result)
+    assert set(read_table(tmp_path / "assignment.csv")["tier"]) == {"q1", "q2", "q3", "q4"}
+
+
+def test_plan_missing_column_exits_1(demo: Path, tmp_path: Path) -> None:
+    broken = write_table(read_table(demo / "specialists.csv").drop(columns="lockins_7d"), tmp_path / "broken.csv")
+    result = invoke("abtest", "plan", broken, "--out", tmp_path / "assignment.csv")
+    assert result.exit_code == 1
+    assert "lacks column(s) ['lockins_7d']" in text(result)
+    assert not (tmp_path / "assignment.csv").exists()
+
+
+def test_analyze_prints_the_outcome_and_writes_the_figure(demo: Path, tmp_path: Path) -> None:
+    figure = tmp_path / "cumulative.png"
+    result = invoke("abtest", "analyze", demo / "outcomes.csv", "--assignment", demo / "assignment.csv", "--out-figure", figure)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in text(result).splitlines() if line.startswith("│")}
+    assert set(rows) == {"control", "treatment"}
+    assert re.search(r"[+-]\d+\.\d% to [+-]\d+\.\d%", rows["treatment"])
+    assert "Specialists are the unit" in text(result)
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_analyze_unknown_specialist_exits_1(demo: Path, tmp_path: Path) -> None:
+    outcomes = read_table(demo / "outcomes.csv")
+    outcomes.loc[0, "specialist_id"] = "S999"
+    stray = write_table(outcomes, tmp_path / "outcomes.csv")
+    result = invoke("abtest", "analyze", stray, "--assignment", demo / "assignment.csv")
+    assert result.exit_code == 1
+    assert "not in the assignment" in text(result) and "'S999'" in text(result)
+
+
+def test_analyze_without_arm_or_assignment_exits_1(demo: Path) -> None:
+    result = invoke("abtest", "analyze", demo / "outcomes.csv")
+    assert result.exit_code == 1
+    assert "lacks column(s) ['arm']" in text(result) and "pass the assignment" in text(result)
+
+
+def test_analyze_with_an_arm_column(demo: Path, tmp_path: Path) -> None:
+    assignment = read_table(demo / "assignment.csv")[["specialist_id", "arm"]]
+    with_arm = read_table(demo / "outcomes.csv").merge(assignment, on="specialist_id")
+    result = invoke("abtest", "analyze", write_table(with_arm, tmp_path / "outcomes.parquet"))
+    assert result.exit_code == 0, result.output
+    assert "treatment" in text(result)

@@ -1,0 +1,199 @@
+"""The benchmark suites: leadrank.experiments (BenchConfig, run_bench) and `leadrank bench`.
+
+A tiny frozen backbone and a few training steps: the tests check the output contract and
+the bookkeeping (shared runs, seeds, notes, oracle), not the quality of the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leadrank.cli import app
+from leadrank.config import FeatureSpec
+from leadrank.data.synth import SynthConfig, simulate
+from leadrank.experiments import PAPER_SUITES, SUITES, BenchConfig, run_bench
+from leadrank.report import load_predictions, load_results
+from typer.testing import CliRunner
+
+CONFIG = """\
+model:
+  mode: frozen
+  pooling: mean
+  pool_layer: 1
+  max_dialogue_tokens: 32
+train:
+  batch_size: 12
+  max_steps: 6
+  eval_every: 3
+  min_train_positives: 1
+  min_train_negatives: 1
+"""
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "tiny.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+def _bench(out: Path, config_file: Path, suites: tuple[str, ...], seeds: tuple[int, ...] = (0, 1), **options) -> list[Path]:
+    config = BenchConfig(suites=suites, out=out, seeds=seeds, n=300, backbone="tiny", config_file=config_file, **options)
+    return run_bench(config)
+
+
+@pytest.fixture(scope="module")
+def cheap_suites(tmp_path_factory: pytest.TempPathFactory, config_file: Path) -> dict[str, Path]:
+    """table2, margins and rankby over two simulated seeds, in one bench run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
+        folders = _bench(tmp_path_factory.mktemp("out"), config_file, ("table2", "margins", "rankby"))
+    return {folder.name: folder for folder in folders}
+
+
+class TestOutputContract:
+    @pytest.mark.parametrize("suite", ["table2", "margins", "rankby"])
+    def test_every_seed_and_model_has_a_row_and_the_oracle_is_last(self, cheap_suites: dict[str, Path], suite: str) -> None:
+        results = load_results(cheap_suites[suite])
+        assert results.suite == suite and results.seeds == [0, 1]
+        models = list(dict.fromkeys(run.model for run in results.runs))
+        assert models[-1] == "oracle (true propensity)"
+        assert len(results.runs) == 2 * len(models)
+        assert {(r.model, r.seed) for r in results.runs} == {(m, s) for m in models for s in (0, 1)}
+        assert [row["model"] for row in results.summary] == models
+        assert all(row["n_seeds"] == 2 for row in results.summary)
+
+    def test_predictions_hold_every_test_lead_per_model_and_seed(self, cheap_suites: dict[str, Path]) -> None:
+        results = load_results(cheap_suites["table2"])
+        predictions = load_predictions(cheap_suites["table2"])
+        assert predictions is not None
+        test_rows = dict(zip(results.seeds, results.data["test_rows"], strict=True))  # one per seed: fresh data each
+        counts = predictions.groupby(["model", "seed"]).size()
+        assert all(count == test_rows[seed] for (_, seed), count in counts.items())
+        assert len(counts) == len(results.runs)
+        assert set(predictions["label"].unique()) <= {0, 1}
+        assert predictions["stage"].notna().all()
+
+    def test_the_auc_in_the_results_is_the_auc_of_the_predictions(self, cheap_suites: dict[str, Path]) -> None:
+        from leadrank.metrics import auc
+
+        predictions = load_predictions(cheap_suites["table2"])
+        for run in load_results(cheap_suites["table2"]).runs:
+            part = predictions[(predictions["model"] == run.model) & (predictions["seed"] == run.seed)]
+            assert auc(part["label"], part["score"]) == pytest.approx(run.model_dump()["auc"])
+
+    def test_markdown_and_figures_are_written(self, cheap_suites: dict[str, Path]) -> None:
+        folder = cheap_suites["rankby"]
+        markdown = (folder / "results.md").read_text(encoding="utf-8")
+        assert "rank by pair" in markdown and "rank by blend" in markdown
+        assert (folder / "figures" / "gain.png").read_bytes().startswith(b"\x89PNG")
+
+    def test_table2_reports_its_metrics_and_drops_a_top_set_too_small(self, cheap_suites: dict[str, Path]) -> None:
+        results = load_results(cheap_suites["table2"])
+        assert results.metrics == ["auc", "p@1%", "r@5%"]  # P@0.1 % of 90 test leads is one lead
+        assert any(note.startswith("P@0.1% omitted") for note in results.notes)
+        assert any(note.startswith("P@1% is over") for note in results.notes)
+
+
+class TestSharedRuns:
+    def test_one_hpro_run_serves_every_suite(self, cheap_suites: dict[str, Path]) -> None:
+        table2 = load_predictions(cheap_suites["table2"])
+        rankby = load_predictions(cheap_suites["rankby"])
+        margins = load_predictions(cheap_suites["margins"])
+        with_hpro = table2[table2["model"] == "asLLR with HPRO"]["score"].to_numpy()
+        by_pair = rankby[rankby["model"] == "asLLR + HPRO, rank by pair"]["score"].to_numpy()
+        paper = margins[margins["model"].str.startswith("asLLR + HPRO, margins as configured")]["score"].to_numpy()
+        np.testing.assert_array_equal(with_hpro, by_pair)
+        np.testing.assert_array_equal(with_hpro, paper)
+
+    def test_rank_by_point_is_the_probability_head(self, cheap_suites: dict[str, Path]) -> None:
+        rankby = load_predictions(cheap_suites["rankby"])
+        point = rankby[rankby["model"] == "asLLR + HPRO, rank by point"]
+        np.testing.assert_allclose(point["probability"], 1 / (1 + np.exp(-point["score"])), rtol=1e-6)
+
+    def test_margins_change_the_model(self, cheap_suites: dict[str, Path]) -> None:
+        margins = load_predictions(cheap_suites["margins"])
+        paper = margins[margins["model"].str.startswith("asLLR + HPRO, margins as configured")]["score"].to_numpy()
+        none = margins[margins["model"] == "asLLR + HPRO, no margin (0)"]["score"].to_numpy()
+        assert not np.allclose(paper, none)
+
+    def test_learned_margins_are_reported_per_seed(self, cheap_suites: dict[str, Path]) -> None:
+        notes = load_results(cheap_suites["margins"]).notes
+        assert sum(note.startswith("Seed ") and "learned margins ended at" in note for note in notes) == 2
+
+    def test_frozen_mode_says_why_there_is_no_ce_row(self, tmp_path: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # table1 without its six CTR models (slow): the asLLR ablation rows alone.
+        monkeypatch.setattr("leadrank.experiments.CTR_MODELS", {})
+        (folder,) = _bench(tmp_path, config_file, ("table1",), seeds=(0,))
+        results = load_results(folder)
+        models = [row["model"] for row in results.summary]
+        assert models == ["asLLR base (BCE)", "asLLR + CE + HPRO", "oracle (true propensity)"]
+        assert any("'+CE' row not run" in note for note in results.notes)
+
+
+class TestUserData:
+    def test_a_table_without_dialogue_or_oracle_keeps_its_split_across_seeds(self, tmp_path: Path, config_file: Path) -> None:
+        table = simulate(SynthConfig.preset("dense", n=300, seed=3)).drop(columns=["dialogue", "_true_propensity"])
+        features = FeatureSpec.nev_default().model_copy(update={"dialogue_column": None})
+        (folder,) = _bench(tmp_path, config_file, ("table2",), data=table, data_name="my.parquet", features=features)
+        results = load_results(folder)
+        models = [row["model"] for row in results.summary]
+        assert not any(m.startswith("oracle") for m in models)
+        assert "LightGBM tabular + TF-IDF" not in models
+        assert results.data["source"] == "my.parquet"
+        predictions = load_predictions(folder)
+        ids = predictions.groupby("seed")["lead_id"].apply(lambda s: tuple(sorted(set(s))))
+        assert ids.loc[0] == ids.loc[1]
+
+
+class TestConfig:
+    def test_an_unknown_suite_names_the_choices(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match=r"unknown suite\(s\) \['tabel1'\].*table1"):
+            BenchConfig(suites=("tabel1",), out=tmp_path)
+
+    def test_repeated_seeds_are_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="seeds must be distinct"):
+            BenchConfig(suites=("table2",), out=tmp_path, seeds=(0, 0))
+
+    def test_all_means_the_paper_suites(self) -> None:
+        assert set(PAPER_SUITES) == set(SUITES) - {"demo"}
+
+
+class TestCommandLine:
+    def test_bench_writes_each_suite_and_prints_its_table(self, tmp_path: Path, config_file: Path) -> None:
+        result = CliRunner().invoke(
+            app,
+            ["bench", "--suite", "rankby", "--seeds", "0", "--n", "300", "--backbone", "tiny", "--config", str(config_file), "--out", str(tmp_path)],
+        )
+        assert result.exit_code == 0, result.output
+        assert "rank by blend" in result.output
+        results = json.loads((tmp_path / "rankby" / "results.json").read_text(encoding="utf-8"))
+        assert results["command"].startswith("leadrank ")
+
+    def test_bad_seeds_are_explained(self, tmp_path: Path) -> None:
+        result = CliRunner().invoke(app, ["bench", "--suite", "rankby", "--seeds", "0,x", "--out", str(tmp_path)])
+        assert result.exit_code == 1
+        assert "--seeds must be comma-separated integers" in result.output
+
+    def test_an_unknown_suite_exits_1(self, tmp_path: Path) -> None:
+        result = CliRunner().invoke(app, ["bench", "--suite", "nope", "--out", str(tmp_path)])
+        assert result.exit_code == 1
+        assert "unknown suite" in result.output
+
+
+@pytest.mark.slow
+class TestCTRSuites:
+    def test_table1_and_transfer_with_the_ctr_models(self, tmp_path: Path, config_file: Path) -> None:
+        folders = {f.name: f for f in _bench(tmp_path, config_file, ("table1", "transfer"), seeds=(0,))}
+        table1 = [row["model"] for row in load_results(folders["table1"]).summary]
+        assert table1[:6] == ["Wide&Deep", "DeepFM", "xDeepFM", "DCN", "DCN-M", "AutoInt"]
+        transfer = [row["model"] for row in load_results(folders["transfer"]).summary]
+        assert "LightGBM tabular + TF-IDF + frozen asLLR embedding" in transfer
+        assert "DeepFM + frozen asLLR embedding" in transfer
+        assert len(transfer) == 2 + 2 * 6 + 1  # LightGBM x2, six CTR models x2, oracle
