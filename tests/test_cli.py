@@ -233,20 +233,30 @@ class TestDescribe:
 
 
 class TestDemo:
-    def test_end_to_end(self, tmp_path: Path) -> None:
+    def test_end_to_end(self, tmp_path: Path, isolated_cache: None) -> None:
+        # the demo's story on a tiny backbone: the real one reads 2,000 leads with SmolLM2 (minutes)
+        config = tmp_path / "tiny.yaml"
+        config.write_text(
+            "model:\n  mode: frozen\n  pooling: mean\n  pool_layer: 1\n  max_dialogue_tokens: 32\n"
+            "train:\n  batch_size: 12\n  max_steps: 6\n  eval_every: 3\n  min_train_positives: 1\n  min_train_negatives: 1\n",
+            encoding="utf-8",
+        )
         out_dir = tmp_path / "demo"
-        result = invoke("demo", "--n", "5000", "--out", out_dir)
+        result = invoke("demo", "--n", "400", "--out", out_dir, "--backbone", "tiny", "--config", config)
         assert result.exit_code == 0, result.output
         out = text(result.output)
         for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
             assert step in out
-        records = json.loads((out_dir / "results.json").read_text())
-        names = [r["model"] for r in records]
-        assert names[:2] == ["LightGBM tabular", "LightGBM tabular + TF-IDF"]
-        assert len(names) == 3 and names[2].startswith("oracle")
+        results = json.loads((out_dir / "demo" / "results.json").read_text())
+        names = [row["model"] for row in results["summary"]]
+        assert names == [
+            "Funnel + recency rule", "Logistic regression", "LightGBM tabular", "LightGBM tabular + TF-IDF",
+            "asLLR without HPRO", "asLLR with HPRO", "oracle (true propensity)",
+        ]
         for name in names:  # a table row: the name, then a cell border, then the AUC
-            assert re.search(rf"{re.escape(name)}\s+\S\s+0\.\d{{4}}\s", out), name
+            assert re.search(rf"{re.escape(name)}\s+\S\s+1\s+\S\s+0\.\d{{3}}\s", out), name
         assert (out_dir / "leads.parquet").is_file()
+        assert "data:image/png;base64" in (out_dir / "report.html").read_text(encoding="utf-8")
 
 
 VERBS = [
@@ -254,7 +264,7 @@ VERBS = [
     (["validate"], ["--features", "--funnel", "--labels", "--no-labels", "--drop-invalid", "--out"]),
     (["describe"], ["--features", "--funnel", "--tokens", "--no-tokens"]),
     (["spec", "infer"], ["--out", "--funnel"]),
-    (["demo"], ["--out", "--n", "--seed"]),
+    (["demo"], ["--out", "--n", "--seed", "--backbone", "--config"]),
 ]
 
 

@@ -738,6 +738,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the simulated data, the results and the report.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("--n", help="Number of simulated leads (dense preset, 10 % positives).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny', or a local Hugging Face model folder.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides cpu-quick.")] = None,
 ) -> None:
     """The main job, end to end: simulate -> validate -> baselines -> asLLR (cpu-quick) without and with HPRO -> report."""
     import sys
@@ -756,11 +758,11 @@ def demo(
     validate_table(table, features, funnel)
     console.print("[2/4] Validated against the data contract")
     console.print("[3/4] Baselines and asLLR (frozen SmolLM2-135M reads each lead once, then the heads train)")
-    config = BenchConfig(
+    bench_config = BenchConfig(
         suites=("demo",), out=out, seeds=(seed,), data=table, data_name=f"{data_path} (simulated dense, seed {seed})",
-        features=features, funnel=funnel, command="leadrank " + " ".join(sys.argv[1:]),
+        features=features, funnel=funnel, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
     )
-    folders = _run_and_show(config)
+    folders = _run_and_show(bench_config)
     report = write_report(folders, out / "report.html")
     console.print(f"[4/4] Report: {report}; done in {(time.perf_counter() - started) / 60:.1f} min.")
 
