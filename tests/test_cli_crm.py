@@ -85,6 +85,19 @@ class TestScoreCrm:
         assert len(read_table(f"{database}::scores")) == 10
         assert len(read_table(f"{database}::scores_top2")) == 2
 
+    def test_invalid_rows_go_to_a_rejected_duckdb_table(self, model_dir: Path, new_leads: Path, tmp_path: Path) -> None:
+        leads = read_table(new_leads)
+        leads["customer_age"] = leads["customer_age"].astype(object)
+        leads.loc[3, "customer_age"] = "forty"
+        bad = write_table(leads, tmp_path / "bad.csv")
+        database = tmp_path / "crm.duckdb"
+        result = invoke("score", model_dir, bad, "--out", f"{database}::scores", "--crm")
+        assert result.exit_code == 0, result.output
+        assert len(read_table(f"{database}::scores")) == 9
+        rejected = read_table(f"{database}::scores_rejected")
+        assert rejected["lead_id"].tolist() == [leads.loc[3, "lead_id"]]
+        assert "customer_age" in rejected["_reason"].iloc[0]
+
     def test_previous_scores_give_the_trend(self, model_dir: Path, new_leads: Path, tmp_path: Path) -> None:
         first = tmp_path / "yesterday.csv"
         assert invoke("score", model_dir, new_leads, "--out", first, "--crm").exit_code == 0

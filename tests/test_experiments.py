@@ -112,10 +112,16 @@ class TestSharedRuns:
         np.testing.assert_array_equal(with_hpro, by_pair)
         np.testing.assert_array_equal(with_hpro, paper)
 
-    def test_rank_by_point_is_the_probability_head(self, cheap_suites: dict[str, Path]) -> None:
+    def test_rank_by_point_orders_as_the_calibrated_probability(self, cheap_suites: dict[str, Path]) -> None:
         rankby = load_predictions(cheap_suites["rankby"])
-        point = rankby[rankby["model"] == "asLLR + HPRO, rank by point"]
-        np.testing.assert_allclose(point["probability"], 1 / (1 + np.exp(-point["score"])), rtol=1e-6)
+        for _, point in rankby[rankby["model"] == "asLLR + HPRO, rank by point"].groupby("seed"):
+            ordered = point.sort_values("score")["probability"].to_numpy()
+            assert (np.diff(ordered) >= -1e-12).all()  # calibration never reverses the ranking
+            assert ((ordered >= 0) & (ordered <= 1)).all()
+
+    def test_a_reused_run_costs_time_once(self, cheap_suites: dict[str, Path]) -> None:
+        rows = [r.model_dump() for r in load_results(cheap_suites["rankby"]).runs if r.model.startswith("asLLR")]
+        assert all(r["minutes"] == 0 for r in rows)  # table2 trained the run and was charged for it
 
     def test_margins_change_the_model(self, cheap_suites: dict[str, Path]) -> None:
         margins = load_predictions(cheap_suites["margins"])

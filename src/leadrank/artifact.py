@@ -309,6 +309,11 @@ def _load_backbone(reference: str, recorded: dict, folder: Path) -> Backbone:
     return loaded
 
 
+def blend_scores(point: np.ndarray, pair: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """Mean of both heads' scores, each standardised with the validation slice's ``stats``."""
+    return 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
+
+
 def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, train_config, template: PromptTemplate) -> Artifact:
     """Package a :class:`~leadrank.training.TrainResult` with its validation statistics.
 
@@ -327,7 +332,7 @@ def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_confi
     metrics: dict[str, float] = {"train_steps": result.steps, "train_seconds": round(result.seconds, 1), "best_step": result.best_step}
     calibration = fit_calibration(labels, point)
     if 0 < labels.sum() < len(labels):
-        blend = 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
+        blend = blend_scores(point, pair, stats)
         metrics |= {"val_auc_point": auc(labels, point), "val_auc_pair": auc(labels, pair), "val_auc_blend": auc(labels, blend)}
         metrics |= _calibration_metrics(labels, point, calibration)
     return Artifact(

@@ -28,6 +28,7 @@ from sklearn.decomposition import PCA
 
 import leadrank
 from leadrank._files import write_text_atomic
+from leadrank.artifact import blend_scores, fit_calibration
 from leadrank.baselines import (
     CTR_MODELS,
     CTRBaseline,
@@ -72,7 +73,7 @@ def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, ob
 
 def compare_baselines(split: TimeSplit, features: FeatureSpec, funnel: FunnelSpec, *, seed: int = 0) -> pd.DataFrame:
     """Fit the LightGBM baselines on ``split.train``; score ``split.test``; add the oracle when known."""
-    check_no_leakage(features.names, funnel.supervision_columns)
+    check_no_leakage(features.input_columns, funnel.supervision_columns)
     labels = split.test[funnel.label_column].astype(int).to_numpy()
     rows = []
     variants = [False, True] if features.dialogue_column else [False]
@@ -129,18 +130,20 @@ class Outcome:
 
 @dataclass
 class AsllrRun:
-    """Test-part scores of one trained asLLR variant."""
+    """Test-part scores of one trained asLLR variant; its probability is calibrated as an artifact's."""
 
     point: np.ndarray
     pair: np.ndarray
     blend: np.ndarray
+    probability: np.ndarray
     margins: list[float]
     result: TrainResult
-    seconds: float
+    seconds: float  # charged to the first row that uses the run; rows that reuse it cost nothing
 
     def outcome(self, name: str, rank_by: str) -> Outcome:
         scores = {"point": self.point, "pair": self.pair, "blend": self.blend}[rank_by]
-        return Outcome(name, scores, 1.0 / (1.0 + np.exp(-self.point)), self.seconds)
+        seconds, self.seconds = self.seconds, 0.0
+        return Outcome(name, scores, self.probability, seconds)
 
 
 class Trial:
@@ -170,9 +173,12 @@ class Trial:
         config = self.recipe.train.model_copy(update={"seed": self.seed, **train_overrides})
         result = train(self.split.train, self.features, funnel, self.recipe.model, config)
         point, pair = _test_scores(result, self.split.test, self.features, self.recipe)
-        val_point, val_pair = result.val_point, result.val_pair
-        blend = 0.5 * (point - val_point.mean()) / (val_point.std() or 1.0) + 0.5 * (pair - val_pair.mean()) / (val_pair.std() or 1.0)
-        return AsllrRun(point, pair, blend, result.margins, result, time.perf_counter() - started)
+        stats = {
+            "point_mean": result.val_point.mean(), "point_std": result.val_point.std() or 1.0,
+            "pair_mean": result.val_pair.mean(), "pair_std": result.val_pair.std() or 1.0,
+        }
+        probability = fit_calibration(result.val_labels, result.val_point).apply(point)
+        return AsllrRun(point, pair, blend_scores(point, pair, stats), probability, result.margins, result, time.perf_counter() - started)
 
     def embedding(self, source: str) -> tuple[np.ndarray, np.ndarray]:
         """(train, test) asLLR readings reduced to :data:`EMBEDDING_DIM` by PCA fitted on train.
@@ -298,6 +304,11 @@ def suite_transfer(trial: Trial) -> Iterator[Outcome]:
     sources = ["frozen"] if trial.frozen else ["frozen", "tuned"]
     if trial.frozen:
         trial.notes.append("'tuned' embedding rows not run: the recipe is frozen (run with a LoRA preset for them).")
+    else:
+        trial.notes.append(
+            "The tuned embedding of a training lead comes from a model trained on that lead: the baselines see it "
+            "fitted to the label in training and not in test, so the tuned rows lean optimistic on training and may underuse it."
+        )
     trial.notes.append(f"Embedding: the asLLR reading of each lead, PCA to {EMBEDDING_DIM} dimensions fitted on the training part.")
     use_dialogue = trial.features.dialogue_column is not None
     yield _gbdt(trial, use_dialogue)
@@ -391,7 +402,7 @@ def _trials(config: BenchConfig, recipe: RunConfig) -> Iterator[Trial]:
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> list[Path]:
     """Run ``config.suites`` over ``config.seeds``; returns the results directories written."""
-    check_no_leakage(config.features.names, config.funnel.supervision_columns)
+    check_no_leakage(config.features.input_columns, config.funnel.supervision_columns)
     recipe = RunConfig.resolve(config.preset, config.config_file, model={"backbone": config.backbone} if config.backbone else {})
     runs: dict[str, list[dict]] = {name: [] for name in config.suites}
     predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in config.suites}
@@ -408,10 +419,15 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
                 predictions[name].append(_prediction_frame(outcome, trial))
             notes[name] += [n for n in trial.notes if n not in notes[name]]
     data_info = _describe(config, sizes)
-    return [
-        _write_suite(config, name, runs[name], pd.concat(predictions[name], ignore_index=True), notes[name], data_info, recipe)
-        for name in config.suites
-    ]
+    written = []
+    for name in config.suites:
+        if not runs[name]:  # e.g. margins on a funnel without tiers and no oracle: nothing to write
+            if progress is not None:
+                progress(f"{name}: no rows to write. " + " ".join(notes[name]))
+            continue
+        frame = pd.concat(predictions[name], ignore_index=True)
+        written.append(_write_suite(config, name, runs[name], frame, notes[name], data_info, recipe))
+    return written
 
 
 def _oracle(trial: Trial) -> list[Outcome]:
@@ -492,6 +508,7 @@ def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: 
         "command": config.command,
         "data": data_info,
         "seeds": list(config.seeds),
+        "stages": list(config.funnel.stages),
         "metrics": metrics,
         "notes": [asllr, *notes, *precision_notes],
         "runs": rows,
@@ -501,7 +518,7 @@ def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: 
     write_table(predictions, folder / "predictions.parquet")
     loaded = report.load_results(folder)
     write_text_atomic(folder / "results.md", f"## {loaded.title}\n\n{report.markdown_table(loaded)}\n")
-    report.draw_figures(loaded, predictions, folder / "figures", stages=list(config.funnel.stages))
+    report.draw_figures(loaded, predictions, folder / "figures", stages=loaded.stages)
     return folder
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from leadrank.config import ID_COLUMN, TIME_COLUMN
-from leadrank.data.prompt import format_value
+from leadrank.data.prompt import format_value, split_turns
 from leadrank.data.schema import validate
 from leadrank.inference import Scorer
 
@@ -168,11 +168,8 @@ def find_lead(table: pd.DataFrame, lead_id: str) -> pd.Series:
 
 
 def _turns(dialogue: Any) -> list[str]:
-    """Turns as the prompt splits them: non-blank lines, stripped (a missing dialogue has none)."""
-    if not isinstance(dialogue, str):
-        return []
-    text = dialogue.replace("\r\n", "\n").replace("\r", "\n")
-    return [line.strip() for line in text.split("\n") if line.strip()]
+    """Turns as the prompt splits them (a missing dialogue has none)."""
+    return split_turns(dialogue) if isinstance(dialogue, str) else []
 
 
 def _top_factors(factors: list[Factor], top: int | None) -> list[Factor]:

@@ -23,7 +23,7 @@ import torch
 from accelerate.utils import is_bf16_available
 from peft import PeftModel
 
-from leadrank.artifact import Artifact, RankBy
+from leadrank.artifact import Artifact, RankBy, blend_scores
 from leadrank.config import ID_COLUMN
 from leadrank.crm import CrmOutput, CrmSummary
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, write_table
@@ -213,10 +213,12 @@ class Scorer:
         whole batch and the output is written once. That is a second pass over the scores,
         not a second model pass. ``cache`` works as in :meth:`score`; the caller saves it.
         """
-        destination = Path(destination)
-        rejected_path = destination.with_name(f"{destination.stem}.rejected{destination.suffix}")
+        rejected_path = _rejected_location(destination)
+        in_duckdb = "::" in str(destination)  # a DuckDB table is written once, at the end
+        destination = destination if in_duckdb else Path(destination)
         rows_in = rows_scored = rows_rejected = 0
         kept: list[pd.DataFrame] = []
+        rejected_kept: list[pd.DataFrame] = []
         with contextlib.ExitStack() as stack:
             scored_out = None if crm else stack.enter_context(ChunkedWriter(destination))
             write = kept.append if scored_out is None else scored_out.write
@@ -228,11 +230,16 @@ class Scorer:
                     write(self.score(valid, cache=cache))
                     rows_scored += len(valid)
                 if len(rejected):
-                    rejected_out = rejected_out or stack.enter_context(ChunkedWriter(rejected_path))
-                    rejected_out.write(rejected.astype(str))  # as text: the rejected values may not fit their column type
+                    if in_duckdb:
+                        rejected_kept.append(rejected.astype(str))
+                    else:
+                        rejected_out = rejected_out or stack.enter_context(ChunkedWriter(rejected_path))
+                        rejected_out.write(rejected.astype(str))  # as text: the rejected values may not fit their column type
                     rows_rejected += len(rejected)
             if not rows_scored:  # the file still gets its header
                 write(pd.DataFrame({c: pd.Series([], dtype=str if c == ID_COLUMN else float) for c in SCORE_COLUMNS}))
+        if rejected_kept:
+            write_table(pd.concat(rejected_kept, ignore_index=True), rejected_path)
         summary = crm.write(pd.concat(kept, ignore_index=True), destination, self.artifact.model_version) if crm else None
         return FileSummary(rows_in, rows_scored, rows_rejected, rejected_path if rows_rejected else None, summary)
 
@@ -241,8 +248,16 @@ class Scorer:
             return point
         if self.rank_by == "pair":
             return pair
-        stats = self.artifact.score_stats
-        return 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
+        return blend_scores(point, pair, self.artifact.score_stats)
+
+
+def _rejected_location(destination: str | Path) -> str | Path:
+    """Where rejected rows go: ``OUT.rejected.ext`` beside a file, ``db::TABLE_rejected`` in DuckDB."""
+    if "::" in str(destination):
+        database, table = str(destination).rsplit("::", 1)
+        return f"{database}::{table}_rejected"
+    destination = Path(destination)
+    return destination.with_name(f"{destination.stem}.rejected{destination.suffix}")
 
 
 def _for_scoring(artifact: Artifact, dtype: torch.dtype):

@@ -82,6 +82,7 @@ class Results(BaseModel):
     command: str
     data: dict[str, str | int | float | list[int | float] | None]  # a list: one value per seed
     seeds: list[int]
+    stages: list[str] | None = None  # the funnel's stages, low to high, for the per-stage figure
     metrics: list[str] = Field(min_length=1)
     notes: list[str] = []
     runs: list[Run] = Field(min_length=1)
@@ -437,7 +438,7 @@ def _figures_html(results: Results, directory: Path) -> str:
         return f'<p class="unavailable">Figures unavailable: no {PREDICTIONS_FILE} in {_e(directory)}.</p>'
     with tempfile.TemporaryDirectory() as tmp:
         parts = []
-        for path in draw_figures(results, predictions, tmp):
+        for path in draw_figures(results, predictions, tmp, stages=results.stages):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             caption = FIGURE_CAPTIONS[path.stem]
             if path.stem == "stage_scores":

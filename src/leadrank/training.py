@@ -159,7 +159,7 @@ def train(
 ) -> TrainResult:
     """Train on a labelled table; the most recent ``val_fraction`` of it validates and stops early."""
     validate(table, features, funnel)
-    check_no_leakage(features.names, funnel.supervision_columns)
+    check_no_leakage(features.input_columns, funnel.supervision_columns)
     check_minimums(table, funnel.label_column, min_positives=config.min_train_positives, min_negatives=config.min_train_negatives)
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -308,7 +308,7 @@ def _tabular_block(tabular: str) -> str:
 # --------------------------------------------------------------------------- dialogue
 
 
-def _split_turns(dialogue: str) -> list[str]:
+def split_turns(dialogue: str) -> list[str]:
     """Turns oldest first: one per non-blank line, surrounding whitespace stripped."""
     text = dialogue.replace("\r\n", "\n").replace("\r", "\n")
     return [line.strip() for line in text.split("\n") if line.strip()]
@@ -401,7 +401,7 @@ def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
         ``tokenizer`` is None, or ``max_tokens`` is negative or not an integer.
     """
     _check_budget(tokenizer, max_tokens, "max_tokens")
-    turns = _split_turns(dialogue)
+    turns = split_turns(dialogue)
     if max_tokens == 0 or not turns:
         return ""
     full = "\n".join(turns)
@@ -509,7 +509,7 @@ def _assemble(tabular: str, dialogue_block: str, template: PromptTemplate) -> st
 def _dialogue_block(original: str, shown: str) -> str:
     if shown:
         return f"{_DIALOGUE_HEADER}\n{shown}"
-    return _DIALOGUE_OMITTED if _split_turns(original) else _NO_DIALOGUE
+    return _DIALOGUE_OMITTED if split_turns(original) else _NO_DIALOGUE
 
 
 def build_prompt(
@@ -556,7 +556,7 @@ def build_prompt(
     tabular = render_tabular(row, spec)
     dialogue = _dialogue_text(row, spec)
     if max_dialogue_tokens is None:
-        shown = "\n".join(_split_turns(dialogue))
+        shown = "\n".join(split_turns(dialogue))
     else:
         shown = truncate_dialogue(dialogue, tokenizer, max_dialogue_tokens)
     return _assemble(tabular, _dialogue_block(dialogue, shown), template)
@@ -605,7 +605,7 @@ def build_prompts(
 
 def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | None) -> list[str]:
     """Normalised dialogues, truncated to ``max_tokens`` where needed (as truncate_dialogue does)."""
-    joined = ["\n".join(_split_turns(d)) for d in dialogues]
+    joined = ["\n".join(split_turns(d)) for d in dialogues]
     if max_tokens is None:
         return joined
     if max_tokens == 0:
