@@ -13,11 +13,14 @@ can only stop, not roll back, and prints to stdout.
 from __future__ import annotations
 
 import copy
+import sys
+import threading
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
+from unittest import mock
 from typing import Any
 
 import numpy as np
@@ -104,6 +107,7 @@ class _Inputs:
             self.extra_mean, self.extra_std = zip(*(_mean_std(extra[:, j]) for j in range(extra.shape[1])), strict=True)
 
     def feature_columns(self, embedding_dim: int) -> list:
+        _import_deepctr_offline()
         from deepctr_torch.inputs import DenseFeat, SparseFeat
 
         columns: list = [SparseFeat(f"s{i}", vocab, embedding_dim=embedding_dim) for i, (_, vocab) in enumerate(self.sparse)]
@@ -333,6 +337,7 @@ class CTRBaseline:
         return train_rows, valid_rows
 
     def _build(self, spec: FeatureSpec):
+        _import_deepctr_offline()
         from deepctr_torch import models
 
         columns = self.inputs_.feature_columns(self.embedding_dim)
@@ -409,6 +414,17 @@ def _forward(network, matrix) -> np.ndarray:
     with torch.no_grad():
         parts = [network(matrix[start : start + _PREDICT_BATCH]).squeeze(-1) for start in range(0, len(matrix), _PREDICT_BATCH)]
     return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros(0)
+
+
+def _import_deepctr_offline() -> None:
+    """Import deepctr_torch without its version check, which asks PyPI in a thread on import."""
+    if "deepctr_torch" in sys.modules:
+        return
+    before = set(threading.enumerate())
+    with mock.patch("requests.get", return_value=SimpleNamespace(status_code=None)):  # "not ok": nothing said
+        import deepctr_torch  # noqa: F401
+        for thread in set(threading.enumerate()) - before:
+            thread.join(timeout=5)
 
 
 def _check_extra(extra: np.ndarray | None, table: pd.DataFrame, *, fitted_width: int | None, predicting: bool = False) -> np.ndarray | None:
