@@ -78,7 +78,7 @@ def main() -> None:
     rows = [r for r in compare_baselines(split, features, funnel, seed=args.seed).to_dict("records") if not r["model"].startswith("oracle")]
     for row in rows:
         print(row, flush=True)
-    quick = RunConfig.resolve("cpu-quick", train={"max_steps": args.lora_steps, "seed": args.seed})
+    quick = RunConfig.resolve("cpu-lora", train={"max_steps": args.lora_steps, "seed": args.seed})
     if "zero_shot" not in skip:
         started = time.perf_counter()
         rows.append(score_row("SmolLM2 untrained, zero-shot Yes/No", labels, zero_shot(test, features, quick.model.max_dialogue_tokens)))
@@ -86,7 +86,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     if "frozen_last" not in skip:  # the LoRA run's own reading, without LoRA
         frozen_last = RunConfig.resolve(
-            "cpu-quick",
+            "cpu-lora",
             model={"mode": "frozen", "pooling": "last", "head_dropout": 0.1},
             train={"max_steps": 600, "eval_every": 50, "patience": 4, "lr_heads": 1e-3, "seed": args.seed},
         )
@@ -94,18 +94,18 @@ def main() -> None:
         print(rows[-1], flush=True)
     if "frozen" not in skip:
         frozen = RunConfig.resolve(
-            "cpu-quick",
+            "cpu-lora",
             model={"mode": "frozen", "pooling": "mean", "pool_layer": 15, "head_dropout": 0.1},
             train={"max_steps": 600, "eval_every": 50, "patience": 4, "lr_heads": 1e-3, "seed": args.seed},
         )
         rows.append(asllr_row("asLLR frozen (mean of layer 15) + HPRO", split.train, test, frozen, features, funnel))
         print(rows[-1], flush=True)
     if "lora" not in skip:
-        rows.append(asllr_row(f"asLLR LoRA cpu-quick + HPRO ({args.lora_steps} steps)", split.train, test, quick, features, funnel))
+        rows.append(asllr_row(f"asLLR LoRA cpu-lora + HPRO ({args.lora_steps} steps)", split.train, test, quick, features, funnel))
         print(rows[-1], flush=True)
     if "lora_no_hpro" not in skip:
-        no_hpro = RunConfig.resolve("cpu-quick", train={"max_steps": args.lora_steps, "seed": args.seed, "hpro_weight": 0.0})
-        rows.append(asllr_row(f"asLLR LoRA cpu-quick, no HPRO ({args.lora_steps} steps)", split.train, test, no_hpro, features, funnel))
+        no_hpro = RunConfig.resolve("cpu-lora", train={"max_steps": args.lora_steps, "seed": args.seed, "hpro_weight": 0.0})
+        rows.append(asllr_row(f"asLLR LoRA cpu-lora, no HPRO ({args.lora_steps} steps)", split.train, test, no_hpro, features, funnel))
         print(rows[-1], flush=True)
     rows.append(score_row("oracle (true propensity)", labels, test["_true_propensity"].to_numpy()))
     frame = pd.DataFrame(rows)

@@ -7,7 +7,7 @@ projections) and heads. Each variant runs in its own process so its peak RSS is 
   forward (logits at every position, hidden states of every layer kept), AdamW;
 - leadrank: ``leadrank.training.train`` (bf16 autocast where the CPU has it, batches padded
   to their own longest prompt, the LM head only at the answer position);
-- leadrank cpu-quick: the same with LoRA in the top 8 layers only (the preset's choice).
+- leadrank cpu-lora: the same with LoRA in the top 8 layers only (the preset's choice).
 
 Samples/s is measured over the steps after the first (warm-up).
 Run: .venv/bin/python bench/training_speed.py [--steps 5] [--threads 2]
@@ -94,17 +94,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variant", choices=["naive", "leadrank", "cpu-quick"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=["naive", "leadrank", "cpu-lora"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.variant:
         times = {"naive": lambda: run_naive(args.steps), "leadrank": lambda: run_leadrank(args.steps, None),
-                 "cpu-quick": lambda: run_leadrank(args.steps, 8)}[args.variant]()
+                 "cpu-lora": lambda: run_leadrank(args.steps, 8)}[args.variant]()
         steady = times[1:] if len(times) > 1 else times
         print(json.dumps({"samples_per_s": BATCH * len(steady) / sum(steady), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
     results = {}
-    for variant in ("naive", "leadrank", "cpu-quick"):
+    for variant in ("naive", "leadrank", "cpu-lora"):
         done = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--threads", str(args.threads)],
                               capture_output=True, text=True, check=True)
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"SmolLM2-135M LoRA r=16, batch {BATCH}, {DIALOGUE_TOKENS}-token dialogue budget, {args.threads} threads, {args.steps} steps")
     print("| loop | samples/s | speed-up | peak RSS (MB) |")
     print("|---|---|---|---|")
-    names = {"naive": "naive fp32, fixed padding", "leadrank": "leadrank (LoRA in all layers)", "cpu-quick": "leadrank cpu-quick (LoRA in top 8 layers)"}
+    names = {"naive": "naive fp32, fixed padding", "leadrank": "leadrank (LoRA in all layers)", "cpu-lora": "leadrank cpu-lora (LoRA in top 8 layers)"}
     for variant, r in results.items():
         print(f"| {names[variant]} | {r['samples_per_s']:.2f} | {r['samples_per_s'] / base:.2f}x | {r['peak_rss_mb']:.0f} |")
 
