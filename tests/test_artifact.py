@@ -222,7 +222,7 @@ class TestSave:
         assert _digest(target) == before
         assert sorted(p.name for p in home.iterdir()) == ["M"]  # no staging or .old folder beside it
         monkeypatch.undo()
-        assert load(target).rank_by == "pair"
+        assert load(target).rank_by == "blend"
 
     def test_a_failed_first_save_leaves_nothing(self, lora: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         home = tmp_path / "models"
@@ -336,9 +336,9 @@ class TestManifest:
         assert not any(k.startswith("val_auc") for k in artifact.metrics)
         assert {"train_steps", "train_seconds", "best_step"} <= artifact.metrics.keys()
 
-    def test_ranks_by_the_pair_head_with_hpro(self, lora: Trained, frozen_mean: Trained) -> None:
-        assert lora.artifact.rank_by == "pair" and read_manifest(lora.directory)["rank_by"] == "pair"
-        assert read_manifest(frozen_mean.directory)["rank_by"] == "pair"
+    def test_ranks_by_the_blend_with_hpro(self, lora: Trained, frozen_mean: Trained) -> None:
+        assert lora.artifact.rank_by == "blend" and read_manifest(lora.directory)["rank_by"] == "blend"
+        assert read_manifest(frozen_mean.directory)["rank_by"] == "blend"
 
     def test_ranks_by_the_point_head_without_hpro(self, no_hpro: Trained) -> None:
         assert no_hpro.artifact.rank_by == "point"

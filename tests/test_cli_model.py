@@ -111,7 +111,7 @@ class TestTrain:
         assert result.exit_code == 0, result.output
         output = text(result)
         assert "Trained" in output
-        assert "Ranks by the pair head" in output
+        assert "Ranks by a blend of both heads" in output
         assert "(4 steps" in output
         assert (out / "leadrank.json").is_file()
         checkpoints = out.with_name("M.checkpoints")
@@ -127,12 +127,12 @@ class TestTrain:
         assert (train["batch_size"], train["eval_every"], train["checkpoint_every"], train["max_steps"]) == (12, 2, 2, 4)
         assert train["lr_heads"] == 1e-3  # cpu-lora
         assert manifest["metrics"]["train_steps"] == 4
-        assert manifest["rank_by"] == "pair"
+        assert manifest["rank_by"] == "blend"
 
     def test_no_hpro_ranks_by_the_point_head(self, data_dir: Path, tmp_path: Path) -> None:
         result = _train(data_dir, tmp_path / "M", "--no-hpro")
         assert result.exit_code == 0, result.output
-        assert "Ranks by the point head" in text(result)
+        assert "Ranks by the probability head" in text(result)
         manifest = read_manifest(tmp_path / "M")
         assert manifest["rank_by"] == "point"
         assert manifest["train_config"]["hpro_weight"] == 0.0
@@ -212,7 +212,7 @@ class TestScoreAndEvaluate:
         assert result.exit_code == 0, result.output
         output = text(result)
         lines = output.splitlines()
-        assert any("asLLR" in line and "pair" in line for line in lines)
+        assert any("asLLR" in line and "blend" in line for line in lines)
         assert any("oracle" in line for line in lines)
         assert "40 leads" in output
         brier = [line for line in lines if "Brier" in line]

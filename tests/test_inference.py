@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from leadrank.artifact import Artifact, from_training, load, read_manifest, save
+from leadrank.artifact import Artifact, blend_scores, from_training, load, read_manifest, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
 from leadrank.data.prompt import DEFAULT_TEMPLATE
@@ -95,11 +95,12 @@ class TestScore:
         assert not np.allclose(point, pair, atol=1e-4)
 
     def test_default_rank_by_is_the_artifacts_choice(self, artifact: Artifact, leads: pd.DataFrame) -> None:
-        assert artifact.rank_by == "pair"  # trained with HPRO
+        assert artifact.rank_by == "blend"  # trained with HPRO
         scorer = Scorer(artifact, EXACT)
-        assert scorer.rank_by == "pair"
-        _, pair = scorer.raw_scores(leads)
-        assert_allclose(scorer.score(leads)["rank_score"].to_numpy(), pair, rtol=0, atol=1e-7)
+        assert scorer.rank_by == "blend"
+        point, pair = scorer.raw_scores(leads)
+        expected = blend_scores(point, pair, artifact.score_stats)
+        assert_allclose(scorer.score(leads)["rank_score"].to_numpy(), expected, rtol=0, atol=1e-6)
 
     def test_blend_standardises_with_the_artifacts_score_stats(
         self, artifact: Artifact, model_dir: Path, leads: pd.DataFrame

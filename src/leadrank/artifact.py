@@ -317,7 +317,8 @@ def blend_scores(point: np.ndarray, pair: np.ndarray, stats: dict[str, float]) -
 def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, train_config, template: PromptTemplate) -> Artifact:
     """Package a :class:`~leadrank.training.TrainResult` with its validation statistics.
 
-    Ranking uses the pairwise head when HPRO trained it, else the pointwise head. The
+    Ranking uses the blend of both heads when HPRO trained the pairwise head (it ranked best,
+    by a little, in the rankby suite: README), else the pointwise head. The
     probability is calibrated on the validation slice (the most recent leads; see
     :func:`fit_calibration`); ``metrics`` gets Brier and ECE on that slice before
     (``val_*_raw``) and after (``val_*_calibrated``). The "after" numbers are measured on the
@@ -344,7 +345,7 @@ def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_confi
         template=template,
         backbone_reference=result.backbone.reference,
         backbone_checksum=result.backbone.checksum,
-        rank_by="pair" if train_config.hpro_weight > 0 else "point",
+        rank_by="blend" if train_config.hpro_weight > 0 else "point",  # measured: `leadrank bench --suite rankby`
         score_stats=stats,
         train_config=train_config.model_dump(mode="json"),
         metrics=metrics,

@@ -246,8 +246,11 @@ def train_command(
     val = ", ".join(f"{k} {v:.4f}" for k, v in artifact.metrics.items() if k.startswith("val_auc"))
     console.print(
         f"Trained {run.model.mode} on {run.model.backbone} in {result.seconds:.0f} s ({result.steps} steps, best at step {result.best_step}); "
-        f"validation: {val or 'n/a (one class)'}. Ranks by the {artifact.rank_by} head. Wrote {out}."
+        f"validation: {val or 'n/a (one class)'}. Ranks by {_RANK_BY_WORDS[artifact.rank_by]}. Wrote {out}."
     )
+
+
+_RANK_BY_WORDS = {"pair": "the pairwise (HPRO) head", "point": "the probability head", "blend": "a blend of both heads"}
 
 
 def _default_template():

@@ -13,6 +13,7 @@ figures (see :mod:`leadrank.report`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import pandas as pd
 import torch
 from accelerate.utils import is_bf16_available
 from sklearn.decomposition import PCA
+from tqdm.auto import tqdm
 
 import leadrank
 from leadrank._files import write_text_atomic
@@ -215,9 +217,11 @@ class _Reader:
         dtype = torch.bfloat16 if is_bf16_available() else torch.float32
         prompts = build_prompts(table, features, self.tokenizer, self.max_dialogue_tokens, DEFAULT_TEMPLATE)
         cache = FeatureCache.for_model(self.model, self.checksum, dtype) if self.cache else None
-        states = extract_features(
-            self.model, prompts, tokenize(self.tokenizer, prompts), cache, pad_id=self.tokenizer.pad_token_id, dtype=dtype
-        )
+        with tqdm(total=len(prompts), desc="reading leads", unit="lead", leave=False) as bar:
+            states = extract_features(
+                self.model, prompts, tokenize(self.tokenizer, prompts), cache, pad_id=self.tokenizer.pad_token_id,
+                dtype=dtype, progress=bar.update,
+            )
         return states.numpy()
 
 
@@ -412,7 +416,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         sizes.append(_sizes(trial))
         for name in config.suites:
             trial.notes = []
-            for outcome in [*SUITES[name].run(trial), *_oracle(trial)]:
+            for outcome in itertools.chain(SUITES[name].run(trial), _oracle(trial)):  # lazily: progress as it goes
                 if progress is not None:
                     progress(f"seed {trial.seed} {name}: {outcome.model} ({outcome.seconds:.0f} s)")
                 runs[name].append(_run_row(outcome, trial))

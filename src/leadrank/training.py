@@ -26,6 +26,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, is_bf16_available, set_seed
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from leadrank.config import FeatureSpec, FunnelSpec, YamlModel
 from leadrank.data.minimums import check_minimums
@@ -187,10 +188,12 @@ def train(
         cache = FeatureCache.for_model(model, backbone.checksum, dtype)
         model.to(accelerator.device)
         for part in (train_data, val_data):
-            part.features = extract_features(
-                model, part.prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
-                batch_size=config.feature_batch_size, dtype=dtype,
-            )
+            with tqdm(total=len(part.prompts), desc="reading leads (frozen, cached)", unit="lead",
+                      disable=not accelerator.is_main_process, leave=False) as bar:
+                part.features = extract_features(
+                    model, part.prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
+                    batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update,
+                )
 
     sampler = FunnelBatchSampler(
         train_data.labels.numpy(), train_data.membership.numpy(), config.batch_size,
