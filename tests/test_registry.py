@@ -256,18 +256,19 @@ def reg_copy(first: tuple[Path, registry.RetrainOutcome], tmp_path: Path) -> Pat
     return Path(shutil.copytree(first[0], tmp_path / "reg"))
 
 
-def negate_pair_head(model: torch.nn.Module) -> None:
-    """Negate the pairwise head's output: the model then ranks backwards (AUC a -> 1 - a)."""
+def negate_heads(model: torch.nn.Module) -> None:
+    """Negate both heads' outputs: the model then ranks backwards by either head or their blend (AUC a -> 1 - a)."""
     with torch.no_grad():
-        model.heads.pair[-1].weight.neg_()
-        model.heads.pair[-1].bias.neg_()
+        for head in (model.heads.point, model.heads.pair):
+            head[-1].weight.neg_()
+            head[-1].bias.neg_()
 
 
 def worse_candidate(first: tuple[Path, registry.RetrainOutcome], reg: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[float, float]:
     """Set up a retrain whose candidate ranks the comparison slice worse than the current model.
 
     Retraining with the same data and seed gives the first model again, with AUC ``a`` on the
-    slice; negating its pairwise head gives ``1 - a``. The side below chance goes to the
+    slice; negating its heads gives ``1 - a``. The side below chance goes to the
     candidate: when ``a < 0.5`` a negated copy of the first model is published as the current
     one (v0002), otherwise the candidate is negated after training.
     Returns the (current, candidate) AUCs to expect.
@@ -276,14 +277,14 @@ def worse_candidate(first: tuple[Path, registry.RetrainOutcome], reg: Path, monk
     assert abs(a - 0.5) > 0.01, "the first model must rank the slice differently from chance"
     if a < 0.5:
         model = load(current(reg))
-        negate_pair_head(model.model)
+        negate_heads(model.model)
         publish(reg, save(dataclasses.replace(model, model_version=""), reg.parent / "negated"))  # "": computed anew
     else:
         real = registry.train
 
         def train_backwards(*args: object, **kwargs: object) -> training.TrainResult:
             result = real(*args, **kwargs)
-            negate_pair_head(result.model)
+            negate_heads(result.model)
             return result
 
         monkeypatch.setattr(registry, "train", train_backwards)
