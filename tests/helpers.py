@@ -1,9 +1,37 @@
 """Shared test helpers (not tests)."""
 
+from pathlib import Path
+
+import pandas as pd
+import pytest
 from accelerate.state import AcceleratorState, GradientState
+
+from leadrank.artifact import from_training, save
+from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.data.prompt import DEFAULT_TEMPLATE
+from leadrank.model.asllr import ModelConfig
+from leadrank.training import TrainConfig, train
+
+#: A tiny LoRA model trained in seconds: what the scoring, explaining and serving tests share.
+TINY_MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r": 4}
+TINY_TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
+              "min_train_positives": 1, "min_train_negatives": 1}
 
 
 def reset_accelerate() -> None:
     """Accelerate keeps process-wide singletons; every training run in a test starts clean."""
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+def train_tiny_model(table: pd.DataFrame, folder: Path, features: FeatureSpec | None = None) -> Path:
+    """Train and save a tiny model on ``table`` in ``folder/model`` (its cache in ``folder/cache``)."""
+    features = features or FeatureSpec.nev_default()
+    funnel = FunnelSpec.paper_default()
+    model_config, train_config = ModelConfig(**TINY_MODEL), TrainConfig(**TINY_TRAIN)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
+        reset_accelerate()
+        result = train(table, features, funnel, model_config, train_config)
+        reset_accelerate()
+    return save(from_training(result, features, funnel, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")

@@ -13,22 +13,17 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from leadrank.artifact import Artifact, blend_scores, from_training, load, read_manifest, save
+from leadrank.artifact import Artifact, blend_scores, load, read_manifest
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
-from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.schema import LeadDataError
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import SCORE_COLUMNS, FileSummary, ScoreConfig, Scorer
-from leadrank.model.asllr import ModelConfig
-from leadrank.training import TrainConfig, train
-from helpers import reset_accelerate
+from helpers import train_tiny_model
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
 EXACT = ScoreConfig(bf16=False)
-MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r": 4}
-TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3, "min_train_positives": 1, "min_train_negatives": 1}
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -39,19 +34,9 @@ def table() -> pd.DataFrame:
     return simulate(SynthConfig.preset("dense", n=300, seed=5))
 
 
-def _train_and_save(table: pd.DataFrame, features: FeatureSpec, folder: Path) -> Path:
-    model_config, train_config = ModelConfig(**MODEL), TrainConfig(**TRAIN)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
-        reset_accelerate()
-        result = train(table, features, FUNNEL, model_config, train_config)
-        reset_accelerate()
-    return save(from_training(result, features, FUNNEL, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
-
-
 @pytest.fixture(scope="module")
 def model_dir(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train_and_save(table, FEATURES, tmp_path_factory.mktemp("scoring"))
+    return train_tiny_model(table, tmp_path_factory.mktemp("scoring"))
 
 
 @pytest.fixture
@@ -253,7 +238,7 @@ class TestNoDialogue:
     def test_a_table_without_a_dialogue_column_trains_and_scores(self, table: pd.DataFrame, tmp_path: Path) -> None:
         spec = FeatureSpec(features=FEATURES.features, dialogue_column=None)
         plain = table.drop(columns=["dialogue"])
-        folder = _train_and_save(plain, spec, tmp_path)
+        folder = train_tiny_model(plain, tmp_path, spec)
         loaded = load(folder)
         assert loaded.features.dialogue_column is None
 

@@ -29,24 +29,18 @@ from typer.testing import CliRunner
 
 import leadrank.cli as cli
 import leadrank.serve as serve
-from leadrank.artifact import from_training, load, read_manifest, save
+from leadrank.artifact import load, read_manifest
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.explain import explain
 from leadrank.inference import ScoreConfig, Scorer
-from leadrank.model.asllr import ModelConfig
 from leadrank.serve import TOKEN_ENV, ServeSettings, app_from_env, create_app
-from leadrank.training import TrainConfig, train
-from helpers import reset_accelerate
+from helpers import train_tiny_model
 
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")
 FEATURES = FeatureSpec(features=[f for f in FeatureSpec.nev_default().features if f.name in _KEEP])
 FUNNEL = FunnelSpec.paper_default()
 EXACT = ScoreConfig(bf16=False)
-MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r": 4}
-TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
-         "min_train_positives": 1, "min_train_negatives": 1}
 ATOL = 1e-4  # batch neighbours and padding move float32 scores by ~1e-6
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -59,14 +53,7 @@ def table() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model_dir(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("serve")
-    model_config, train_config = ModelConfig(**MODEL), TrainConfig(**TRAIN)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
-        reset_accelerate()
-        result = train(table, FEATURES, FUNNEL, model_config, train_config)
-        reset_accelerate()
-    return save(from_training(result, FEATURES, FUNNEL, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
+    return train_tiny_model(table, tmp_path_factory.mktemp("serve"), FEATURES)
 
 
 @pytest.fixture(scope="module")
