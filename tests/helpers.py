@@ -1,10 +1,15 @@
 """Shared test helpers (not tests)."""
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from accelerate.state import AcceleratorState, GradientState
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from leadrank import cli
 
 from leadrank.artifact import from_training, save
 from leadrank.config import FeatureSpec, FunnelSpec
@@ -35,3 +40,25 @@ def train_tiny_model(table: pd.DataFrame, folder: Path, features: FeatureSpec | 
         result = train(table, features, funnel, model_config, train_config)
         reset_accelerate()
     return save(from_training(result, features, funnel, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_RUNNER = CliRunner()
+
+
+def widen_consoles(patch: pytest.MonkeyPatch) -> None:
+    """Rich wraps at 80 columns off a terminal; long tmp paths and tables must stay on one line."""
+    patch.setattr(cli, "console", Console(width=400))
+    patch.setattr(cli, "err_console", Console(stderr=True, width=400))
+
+
+def invoke(*args: str | Path) -> Result:
+    """Run ``leadrank ARGS`` in-process; Accelerate's process-wide state is reset after (train leaves it)."""
+    result = _RUNNER.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
+    reset_accelerate()
+    return result
+
+
+def plain(output: str | Result) -> str:
+    """A command's output without ANSI colour codes."""
+    return _ANSI.sub("", output if isinstance(output, str) else output.output)

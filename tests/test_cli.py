@@ -9,32 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner, Result
 
-import leadrank.cli as cli
 from leadrank.config import FeatureSpec
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
+from helpers import invoke, plain as text, widen_consoles
 
-runner = CliRunner()
 NEV = FeatureSpec.nev_default()
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @pytest.fixture(autouse=True)
 def wide_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich wraps at 80 columns off a terminal; long tmp paths and the results table must stay on one line."""
-    monkeypatch.setattr(cli, "console", Console(width=400))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
-
-
-def invoke(*args: str | Path) -> Result:
-    return runner.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def text(output: str) -> str:
-    return _ANSI.sub("", output)
+    widen_consoles(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -6,38 +6,21 @@ import re
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner, Result
 
-import leadrank.cli as cli
 from leadrank.data.io import read_table, write_table
-
-runner = CliRunner()
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from helpers import invoke, plain as text, widen_consoles
 
 
 @pytest.fixture(autouse=True)
 def wide_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich wraps at 80 columns off a terminal; keep long paths and tables on one line."""
-    monkeypatch.setattr(cli, "console", Console(width=400))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
-
-
-def invoke(*args: str | Path) -> Result:
-    return runner.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def text(result: Result) -> str:
-    return _ANSI.sub("", result.output)
+    widen_consoles(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated floor and finished test: specialists.csv, assignment.csv, outcomes.csv."""
     out = tmp_path_factory.mktemp("abtest")
-    result = runner.invoke(
-        cli.app, ["abtest", "simulate", "--out-dir", str(out), "--specialists", "24", "--days", "14", "--uplift", "0.5", "--seed", "4"]
-    )
+    result = invoke("abtest", "simulate", "--out-dir", out, "--specialists", "24", "--days", "14", "--uplift", "0.5", "--seed", "4")
     assert result.exit_code == 0, result.output
     return out
 

@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from scipy.special import expit
-from rich.console import Console
-from typer.testing import CliRunner, Result
 
-import leadrank.cli as cli
 from leadrank.artifact import load, read_manifest
 from leadrank.crm import CRM_COLUMNS
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import brier, ece
+from helpers import invoke, plain as text, widen_consoles
 from test_calibration import miscalibrated, package
 
-runner = CliRunner()
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture(autouse=True)
 def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich wraps at 80 columns off a terminal; long tmp paths must stay on one line."""
-    monkeypatch.setattr(cli, "console", Console(width=400))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
-
-
-def invoke(*args: str | Path) -> Result:
-    return runner.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def text(result: Result) -> str:
-    return _ANSI.sub("", result.output)
+    widen_consoles(monkeypatch)
 
 
 @pytest.fixture(scope="module")

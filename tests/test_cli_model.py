@@ -7,51 +7,29 @@ One tiny LoRA model is trained through the CLI per module; the tests that need a
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-import leadrank.cli as cli
 import leadrank.training as training
 from leadrank.artifact import read_manifest
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
+from helpers import invoke, plain as text, widen_consoles
 from helpers import reset_accelerate
 
-runner = CliRunner()
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TINY_ARGS = ("--backbone", "tiny", "--preset", "cpu-lora", "--max-steps", "4")
-
-
-
-
-def _wide(patch: pytest.MonkeyPatch) -> None:
-    """Rich wraps at 80 columns off a terminal; long tmp paths and the results table must stay on one line."""
-    patch.setattr(cli, "console", Console(width=400))
-    patch.setattr(cli, "err_console", Console(stderr=True, width=400))
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
-    _wide(monkeypatch)
+    widen_consoles(monkeypatch)
     reset_accelerate()
-
-
-def invoke(*args: str | Path) -> Result:
-    result = runner.invoke(cli.app, [str(a) for a in args], env={"COLUMNS": "200"})
-    reset_accelerate()  # the train verb leaves Accelerate's process-wide state behind
-    return result
-
-
-def text(result: Result) -> str:
-    return _ANSI.sub("", result.output)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +59,7 @@ def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     out = tmp_path_factory.mktemp("run") / "M"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(out.parent / "cache"))
-        _wide(patch)
+        widen_consoles(patch)
         reset_accelerate()
         yield _train(data_dir, out), out
 

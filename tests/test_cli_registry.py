@@ -8,18 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rich.console import Console
-from typer.testing import CliRunner, Result
 
-import leadrank.cli as cli
 from leadrank.artifact import FORMAT_VERSION, MANIFEST
 from leadrank.data.io import write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.registry import current, publish, versions
+from helpers import invoke, plain as text, widen_consoles
 from helpers import reset_accelerate
 
-runner = CliRunner()
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # every model field the presets set is pinned, so preset changes do not reach these tests
 MODEL = {"mode": "lora", "pooling": "last", "pool_layer": -1, "max_dialogue_tokens": 32, "lora_r": 4}
 TRAIN = {"batch_size": 12, "eval_every": 2, "warmup_steps": 1, "min_train_positives": 5, "min_train_negatives": 5}
@@ -28,20 +24,8 @@ TRAIN = {"batch_size": 12, "eval_every": 2, "warmup_steps": 1, "min_train_positi
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
-    # rich wraps at 80 columns off a terminal; long tmp paths and the tables must stay on one line
-    monkeypatch.setattr(cli, "console", Console(width=400))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
+    widen_consoles(monkeypatch)
     reset_accelerate()
-
-
-def invoke(*args: str | Path) -> Result:
-    result = runner.invoke(cli.app, [str(a) for a in args])
-    reset_accelerate()  # training leaves Accelerate's process-wide state behind
-    return result
-
-
-def text(result: Result) -> str:
-    return _ANSI.sub("", result.output)
 
 
 @pytest.fixture(scope="module")

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
-from rich.console import Console
+from helpers import invoke, plain, widen_consoles
 from test_report import STRONG, make_results_dir
-from typer.testing import CliRunner, Result
-
-import leadrank.cli as cli
-
-runner = CliRunner()
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @pytest.fixture(autouse=True)
 def wide_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich wraps at 80 columns off a terminal; long tmp paths must stay on one line."""
-    monkeypatch.setattr(cli, "console", Console(width=400))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
-
-
-def invoke(*args: str | Path) -> Result:
-    result = runner.invoke(cli.app, [str(a) for a in args])
-    result.clean_output = _ANSI.sub("", result.output)  # type: ignore[attr-defined]
-    return result
+    widen_consoles(monkeypatch)
 
 
 def test_parent_folder_gives_one_report(tmp_path: Path) -> None:
@@ -36,7 +21,7 @@ def test_parent_folder_gives_one_report(tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     result = invoke("report", tmp_path / "bench", "--out", out)
     assert result.exit_code == 0, result.output
-    assert f"Wrote {out}: 2 suite(s)" in result.clean_output
+    assert f"Wrote {out}: 2 suite(s)" in plain(result)
     page = out.read_text(encoding="utf-8")
     assert page.count("<section>") == 2 and f"<td>{STRONG}</td>" in page
 
@@ -53,7 +38,7 @@ def test_results_dirs_listed_one_by_one(tmp_path: Path) -> None:
 def test_folder_without_results_exits_1(tmp_path: Path) -> None:
     result = invoke("report", tmp_path, "--out", tmp_path / "r.html")
     assert result.exit_code == 1
-    assert "No results.json in" in result.clean_output
+    assert "No results.json in" in plain(result)
     assert not (tmp_path / "r.html").exists()
 
 
@@ -64,4 +49,4 @@ def test_broken_results_name_the_field(tmp_path: Path) -> None:
     (directory / "results.json").write_text(json.dumps(raw))
     result = invoke("report", directory, "--out", tmp_path / "r.html")
     assert result.exit_code == 1
-    assert "field 'runs[0].seed'" in result.clean_output
+    assert "field 'runs[0].seed'" in plain(result)
