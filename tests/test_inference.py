@@ -216,6 +216,18 @@ class TestScoreFile:
         assert not (tmp_path / "S.rejected.csv").exists()
         assert read_table(tmp_path / "S.csv")["lead_id"].tolist() == table["lead_id"].iloc[:8].tolist()
 
+    def test_a_lead_id_repeated_in_a_later_chunk_is_rejected_not_scored_twice(
+        self, model_dir: Path, table: pd.DataFrame, tmp_path: Path
+    ) -> None:
+        leads = table.iloc[:6].reset_index(drop=True)
+        repeated = pd.concat([leads, leads.iloc[[1, 4]]], ignore_index=True)  # rows 6 and 7 repeat leads 1 and 4
+        source = write_table(repeated, tmp_path / "leads.csv")
+        summary = Scorer(load(model_dir), EXACT).score_file(str(source), tmp_path / "S.csv", chunk_rows=4)
+        assert (summary.rows_in, summary.rows_scored, summary.rows_rejected) == (8, 6, 2)
+        assert read_table(tmp_path / "S.csv")["lead_id"].tolist() == leads["lead_id"].tolist()
+        rejected = read_table(tmp_path / "S.rejected.csv")
+        assert rejected["lead_id"].tolist() == leads["lead_id"].iloc[[1, 4]].tolist()
+        assert rejected["_reason"].str.startswith("duplicate lead_id").all()
 
     def test_a_parquet_output_whose_first_chunk_is_all_rejected(
         self, model_dir: Path, table: pd.DataFrame, tmp_path: Path

@@ -385,7 +385,10 @@ class TestServeCommand:
         monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
         monkeypatch.setattr(signal, "signal", lambda *args: None)  # run() sets a SIGTERM handler; not in pytest
         monkeypatch.setenv("LEADRANK_SERVE_CONFIG", "")  # restored after the test
-        result = runner.invoke(cli.app, ["serve", str(model_dir), "--port", "9123", "--max-batch", "7", "--workers", "2", "--max-request-bytes", "5000"])
+        result = runner.invoke(cli.app, [
+            "serve", str(model_dir), "--port", "9123", "--max-batch", "7", "--workers", "2", "--max-request-bytes", "5000",
+            "--batch-wait-ms", "12.5", "--threads", "1", "--rank-by", "point",
+        ])
         assert result.exit_code == 0, result.output
         [(args, kwargs)] = calls
         assert args == ("leadrank.serve:app_from_env",)
@@ -393,7 +396,9 @@ class TestServeCommand:
             "factory": True, "host": "127.0.0.1", "port": 9123, "workers": 2, "timeout_graceful_shutdown": None
         }
         app = app_from_env()  # what each uvicorn worker builds
-        assert (app.state.settings.max_batch, app.state.settings.max_request_bytes) == (7, 5000)
+        settings = app.state.settings
+        assert (settings.max_batch, settings.max_request_bytes, settings.batch_wait_ms) == (7, 5000, 12.5)
+        assert (settings.score.threads, settings.score.rank_by) == (1, "point")
 
     def test_a_folder_that_is_not_a_model_is_exit_1(self, tmp_path: Path) -> None:
         result = runner.invoke(cli.app, ["serve", str(tmp_path)])

@@ -666,14 +666,22 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most leads per request and per merged scoring batch; larger requests get 422.")] = 256,
     max_request_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 8 * 2**20,
     workers: Annotated[int, typer.Option(help="Server processes; each loads its own copy of the model.")] = 1,
+    batch_wait_ms: Annotated[float, typer.Option(help="How long to wait for more requests to merge into one scoring batch.")] = 5.0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per server process (with other jobs running, 1 can beat 2).")] = None,
+    rank_by: RankByOption = None,
 ) -> None:
     """Serve the model over HTTP: POST /score and /explain, GET /health and /model (docs at /docs).
 
     Set LEADRANK_API_TOKEN to require 'Authorization: Bearer <token>' on every endpoint but /health.
     """
+    from leadrank.inference import ScoreConfig
     from leadrank.serve import ServeSettings, run
 
-    run(model_dir, ServeSettings(max_batch=max_batch, max_request_bytes=max_request_bytes), host=host, port=port, workers=workers)
+    settings = ServeSettings(
+        max_batch=max_batch, max_request_bytes=max_request_bytes, batch_wait_ms=batch_wait_ms,
+        score=ScoreConfig(threads=threads, rank_by=rank_by),  # type: ignore[arg-type]
+    )
+    run(model_dir, settings, host=host, port=port, workers=workers)
 
 
 @app.command()

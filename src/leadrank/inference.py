@@ -28,7 +28,7 @@ from leadrank.config import ID_COLUMN
 from leadrank.crm import CrmOutput, CrmSummary
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, write_table
 from leadrank.data.prompt import build_prompts
-from leadrank.data.schema import split_valid, validate
+from leadrank.data.schema import REASON_COLUMN, split_valid, validate
 from leadrank.model.frozen import prompt_key
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
 
@@ -208,10 +208,12 @@ class Scorer:
         """Score a large table chunk by chunk; every input row is either scored or written to the rejected file.
 
         Without ``crm`` the scores stream to ``destination`` chunk by chunk and memory stays
-        flat. With ``crm``, percentile and grade need the whole batch: the scores of every
-        chunk (a lead_id and two floats per lead) are kept, the CRM fields are added over the
-        whole batch and the output is written once. That is a second pass over the scores,
-        not a second model pass. ``cache`` works as in :meth:`score`; the caller saves it.
+        flat (but for the set of lead_ids seen: a lead_id that an earlier chunk already scored
+        is rejected as a duplicate, as within a chunk). With ``crm``, percentile and grade need
+        the whole batch: the scores of every chunk (a lead_id and two floats per lead) are kept,
+        the CRM fields are added over the whole batch and the output is written once. That is a
+        second pass over the scores, not a second model pass. ``cache`` works as in
+        :meth:`score`; the caller saves it.
         """
         rejected_path = _rejected_location(destination)
         in_duckdb = "::" in str(destination)  # a DuckDB table is written once, at the end
@@ -219,12 +221,15 @@ class Scorer:
         rows_in = rows_scored = rows_rejected = 0
         kept: list[pd.DataFrame] = []
         rejected_kept: list[pd.DataFrame] = []
+        seen: set = set()
         with contextlib.ExitStack() as stack:
             scored_out = None if crm else stack.enter_context(ChunkedWriter(destination))
             write = kept.append if scored_out is None else scored_out.write
             rejected_out = None
             for chunk in iter_table(source, chunk_rows):
                 valid, rejected = split_valid(chunk, self.artifact.features, self.artifact.funnel, require_labels=False)
+                valid, repeated = _split_seen(valid, seen, rows_in)
+                rejected = pd.concat([rejected, repeated]).sort_index() if len(repeated) else rejected
                 rows_in += len(chunk)
                 if len(valid):
                     write(self.score(valid, cache=cache))
@@ -249,6 +254,15 @@ class Scorer:
         if self.rank_by == "pair":
             return pair
         return blend_scores(point, pair, self.artifact.score_stats)
+
+
+def _split_seen(valid: pd.DataFrame, seen: set, first_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with a new lead_id, rows whose lead_id an earlier chunk had, with a ``_reason``); ``seen`` grows."""
+    again = valid[ID_COLUMN].isin(seen).to_numpy()
+    repeated = valid[again].copy()
+    repeated[REASON_COLUMN] = [f"duplicate lead_id {value!r}, first seen before row {first_row}" for value in repeated[ID_COLUMN]]
+    seen.update(valid[ID_COLUMN][~again])
+    return valid[~again], repeated
 
 
 def _rejected_location(destination: str | Path) -> str | Path:
