@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +217,45 @@ class TestAnalyze:
         covered = sum(run["uplift_low"] < 0 < run["uplift_high"] for run in runs)
         significant = sum(run["p_value"] < 0.05 for run in runs)
         assert covered >= 7 and significant <= 1
+
+    def test_difference_in_rates_beside_the_relative_uplift(self, planned: abtest.Plan, outcomes: pd.DataFrame) -> None:
+        summary = analyze(outcomes, planned.assignment).summary.set_index("arm")
+        treated, control = summary.loc["treatment"], summary.loc["control"]
+        assert treated["difference"] == pytest.approx(treated["conversion_rate"] - control["conversion_rate"])
+        assert treated["difference_low"] < treated["difference"] < treated["difference_high"]
+        assert treated["uplift_low"] < treated["uplift"] < treated["uplift_high"]
+        assert treated["note"] == "" and control["note"] == ""
+        assert control[["difference", "difference_low", "difference_high"]].isna().all()
+
+    def test_uplift_ci_is_missing_with_a_note_when_control_resamples_have_no_conversion(self) -> None:
+        """Control's 4 conversions all come from C1: every resample without C1 has a control rate of 0.
+
+        That is 1 - (1 - 1/4)^4, about 68 %, of the resamples; the relative uplift divides by zero
+        on them, so its CI must be missing (not NaN by accident, nor a number from the rest), with
+        a note, while the difference in rates keeps a finite CI around its estimate.
+        """
+        outcomes = pd.DataFrame(
+            [
+                {"specialist_id": specialist, "date": f"2024-03-{1 + lead % 5:02d}", "arm": arm, "converted": int(lead < conversions)}
+                for arm, specialist, conversions in [
+                    ("control", "C1", 4), ("control", "C2", 0), ("control", "C3", 0), ("control", "C4", 0),
+                    ("treatment", "T1", 3), ("treatment", "T2", 4), ("treatment", "T3", 3), ("treatment", "T4", 4),
+                ]
+                for lead in range(20)
+            ]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no division-by-zero or degenerate-bootstrap warnings leak out
+            summary = analyze(outcomes, seed=0).summary.set_index("arm")
+        treated = summary.loc["treatment"]
+        assert treated["uplift"] == pytest.approx(0.175 / 0.05 - 1)  # the point estimate is defined
+        assert np.isnan(treated["uplift_low"]) and np.isnan(treated["uplift_high"])
+        assert re.search(r"uplift CI not computed: it is undefined on [\d,]+ of 2,000 bootstrap resamples", treated["note"])
+        assert "1 of its 4 specialists" in treated["note"] and "difference_low/difference_high" in treated["note"]
+        assert treated["difference"] == pytest.approx(0.125)
+        assert np.isfinite(treated["difference_low"]) and np.isfinite(treated["difference_high"])
+        assert treated["difference_low"] <= treated["difference"] <= treated["difference_high"]
+        assert np.isfinite(treated["p_value"])
 
     def test_cumulative_ends_at_the_overall_rate(self, planned: abtest.Plan, outcomes: pd.DataFrame) -> None:
         result = analyze(outcomes, planned.assignment)

@@ -234,10 +234,10 @@ def leads() -> pd.DataFrame:
     return simulate(SynthConfig.preset("dense", n=400, seed=11))
 
 
-def run_retrain(reg: Path, leads: pd.DataFrame, **options: object) -> registry.RetrainOutcome:
+def run_retrain(reg: Path, leads: pd.DataFrame, run: dict[str, dict[str, object]] = RUN, **options: object) -> registry.RetrainOutcome:
     reset_accelerate()
     try:
-        return retrain(reg, leads, FEATURES, FUNNEL, RunConfig.model_validate(RUN), **options)
+        return retrain(reg, leads, FEATURES, FUNNEL, RunConfig.model_validate(run), **options)
     finally:
         reset_accelerate()
 
@@ -371,3 +371,37 @@ class TestRetrainChecks:
     def test_a_negative_tolerance_is_refused(self, reg: Path, leads: pd.DataFrame) -> None:
         with pytest.raises(ValueError, match="tolerance must be >= 0"):
             run_retrain(reg, leads, tolerance=-0.1)
+
+    def test_comparison_minimums_are_a_share_of_the_training_minimums(self) -> None:
+        assert registry.comparison_minimums(RunConfig()) == (30, 30)  # defaults: 100 to train
+        assert registry.comparison_minimums(RunConfig.model_validate(RUN)) == (2, 2)  # 5 to train: ceil(1.5)
+        lopsided = RunConfig.model_validate({"train": {"min_train_positives": 20, "min_train_negatives": 200}})
+        assert registry.comparison_minimums(lopsided) == (6, 60)
+
+    def test_a_comparison_slice_with_too_few_positives_is_refused_before_training(
+        self, reg: Path, leads: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Enough positives to train (36 >= 20) but too few to compare AUCs on (4 < 6): a model must not be published by chance."""
+        monkeypatch.setattr(registry, "train", lambda *a, **k: pytest.fail("must not train"))
+        parts = time_split(leads, 0.15)
+        positives = int(parts.test["label"].sum())
+        assert int(parts.train["label"].sum()) >= 20 and positives < 6
+        with pytest.raises(TooFewLeadsError) as info:
+            run_retrain(reg, leads, run=with_minimums(20))
+        message = str(info.value)
+        assert "compare the models on" in message
+        assert f"has {positives} positive(s) (minimum 6) and {len(parts.test) - positives} negative(s) (minimum 6)" in message
+        assert "longer window (--window-days" in message and "larger holdout share (--holdout, now 0.15)" in message
+        assert not reg.exists()
+
+    def test_a_larger_holdout_meets_the_comparison_minimums(self, reg: Path, leads: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The fix the refusal names works: a holdout of 30 % holds enough positives, so training starts."""
+        monkeypatch.setattr(registry, "train", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert int(time_split(leads, 0.3).test["label"].sum()) >= 6
+        with pytest.raises(KeyboardInterrupt):
+            run_retrain(reg, leads, run=with_minimums(20), holdout=0.3)
+
+
+def with_minimums(minimum: int) -> dict[str, dict[str, object]]:
+    """RUN with both training minimums set to ``minimum``."""
+    return {**RUN, "train": {**RUN["train"], "min_train_positives": minimum, "min_train_negatives": minimum}}

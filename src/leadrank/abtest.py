@@ -15,9 +15,12 @@ here treats the specialist as the unit:
   ``p (1 - p) / m`` times the design effect ``1 + (m - 1) * icc``, where ``icc`` is the share of
   the outcome variance that lies between specialists, estimated from the 30-day history.
 * :func:`analyze` compares conversion rates per specialist with Welch's two-sided t-test
-  (unequal variances), and gives a bootstrap CI (BCa, resampling specialists within each arm)
-  for the relative uplift of the pooled conversion rate: conversions / leads of the arm over
-  that of control, minus one. Both ignore the stratification and balancing, which make the arms
+  (unequal variances), and gives bootstrap CIs (BCa, resampling specialists within each arm)
+  for the relative uplift of the pooled conversion rate (conversions / leads of the arm over
+  that of control, minus one) and for the difference of the pooled rates (arm minus control,
+  in conversion-rate points). The difference is always defined; the relative uplift is not
+  when a resample of control has no conversion, and its CI is then left missing with a note
+  (see :class:`Analysis`). Both ignore the stratification and balancing, which make the arms
   more alike than independent sampling would: they err on the safe side (wider CI, larger p).
 
 The specialists table has one row per specialist: ``specialist_id``, ``lockins_7d``,
@@ -31,7 +34,8 @@ and ``arm`` unless an assignment is given to join it from. Row numbers in error 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,8 +325,22 @@ class Analysis:
     """What the test showed.
 
     ``summary``: one row per arm (control first): ``specialists``, ``leads``, ``conversions``,
-    ``conversion_rate``; for treatment arms also ``uplift`` (relative to control), its bootstrap
-    CI ``uplift_low``/``uplift_high`` and Welch's ``t_statistic``/``p_value`` on specialist rates.
+    ``conversion_rate``; for treatment arms also
+
+    * ``uplift``: the arm's pooled conversion rate over control's, minus one (0.25 = +25 %),
+      with its bootstrap CI ``uplift_low``/``uplift_high``;
+    * ``difference``: the arm's pooled rate minus control's, in conversion-rate points
+      (0.01 = one point), with its bootstrap CI ``difference_low``/``difference_high``;
+    * Welch's ``t_statistic``/``p_value`` on specialist conversion rates;
+    * ``note``: ``""``, or why a CI is missing.
+
+    The relative uplift divides by control's rate, so it is undefined on any bootstrap resample
+    (or leave-one-out estimate, which BCa needs) in which control has no conversion; that
+    happens when control's conversions come from only a few of its specialists. Then
+    ``uplift_low``/``uplift_high`` are NaN (never a number computed from a partial or infinite
+    set of resamples) and ``note`` says how many resamples it failed on; the difference and its
+    CI, defined whenever each arm has leads, are the figures to read. Control's row has NaN in
+    every comparison column and an empty ``note``.
     ``cumulative``: per arm and day, conversions / leads so far (``conversion_rate``).
     """
 
@@ -339,6 +357,13 @@ def analyze(outcomes: pd.DataFrame, assignment: pd.DataFrame | None = None, *, s
             when given, each lead's arm comes from its specialist, and every arm in it must
             have leads. Without it, ``outcomes`` needs an ``arm`` column.
         seed: Seed of the bootstrap.
+
+    Returns:
+        An :class:`Analysis`. Each treatment arm gets the relative ``uplift`` and the
+        ``difference`` in conversion rate, each with a bootstrap CI. The uplift's CI is NaN, and
+        ``note`` says why, when control's conversions are so concentrated in a few specialists
+        that a resample of control has none (the uplift divides by zero there); the
+        difference's CI stays defined, so read it then.
 
     Example:
         >>> result = analyze(read_table("outcomes.csv"), read_table("assignment.csv"))  # doctest: +SKIP
@@ -444,16 +469,28 @@ def _arm_summary(arm: str, rows: pd.DataFrame, control: pd.DataFrame, rng: np.ra
         "conversions": conversions,
         "conversion_rate": conversions / leads,
     }
+    compared = ["uplift", "uplift_low", "uplift_high", "difference", "difference_low", "difference_high", "t_statistic", "p_value"]
     if arm == CONTROL:
-        return summary | dict.fromkeys(["uplift", "uplift_low", "uplift_high", "t_statistic", "p_value"], np.nan)
-    low, high = _bootstrap_uplift(control, rows, rng)
+        return summary | dict.fromkeys(compared, np.nan) | {"note": ""}
+    # the relative CI first, so that its resamples (and values) do not depend on the difference's
+    uplift_low, uplift_high, uplift_problem = _bootstrap_ci(control, rows, _relative_uplift, rng)
+    difference_low, difference_high, difference_problem = _bootstrap_ci(control, rows, _rate_difference, rng)
     welch = stats.ttest_ind(_rates(rows), _rates(control), equal_var=False)
+    notes = []
+    if uplift_problem:
+        notes.append(_missing_uplift_ci(control, uplift_problem))
+    if difference_problem:
+        notes.append(f"difference CI not computed: {difference_problem}.")
     return summary | {
         "uplift": _pooled_rate(rows) / _pooled_rate(control) - 1,
-        "uplift_low": low,
-        "uplift_high": high,
+        "uplift_low": uplift_low,
+        "uplift_high": uplift_high,
+        "difference": _pooled_rate(rows) - _pooled_rate(control),
+        "difference_low": difference_low,
+        "difference_high": difference_high,
         "t_statistic": float(welch.statistic),
         "p_value": float(welch.pvalue),
+        "note": " ".join(notes),
     }
 
 
@@ -465,24 +502,70 @@ def _pooled_rate(per_specialist: pd.DataFrame) -> float:
     return per_specialist["conversions"].sum() / per_specialist["leads"].sum()
 
 
-def _bootstrap_uplift(control: pd.DataFrame, treated: pd.DataFrame, rng: np.random.Generator) -> tuple[float, float]:
-    """BCa CI of the relative uplift; each arm's specialists are resampled independently."""
+def _relative_uplift(control_rate: np.ndarray, treated_rate: np.ndarray) -> np.ndarray:
+    return treated_rate / control_rate - 1  # inf or NaN where control_rate is 0
+
+
+def _rate_difference(control_rate: np.ndarray, treated_rate: np.ndarray) -> np.ndarray:
+    return treated_rate - control_rate
+
+
+def _bootstrap_ci(
+    control: pd.DataFrame,
+    treated: pd.DataFrame,
+    compare: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[float, float, str]:
+    """BCa CI of ``compare(control rate, treated rate)`` of the pooled rates; each arm's specialists are resampled independently.
+
+    Returns ``(low, high, problem)``. The CI is ``(nan, nan)``, with ``problem`` saying why,
+    unless every resample and the interval itself are finite: an interval computed over
+    infinite or undefined resamples means nothing. ``problem`` is ``""`` otherwise.
+    """
     c_conv, c_leads = control["conversions"].to_numpy(), control["leads"].to_numpy()
     t_conv, t_leads = treated["conversions"].to_numpy(), treated["leads"].to_numpy()
 
-    def uplift(c: np.ndarray, t: np.ndarray, axis: int = -1) -> np.ndarray:
-        control_rate = c_conv[c].sum(axis) / c_leads[c].sum(axis)
-        return t_conv[t].sum(axis) / t_leads[t].sum(axis) / control_rate - 1
+    def statistic(c: np.ndarray, t: np.ndarray, axis: int = -1) -> np.ndarray:
+        return compare(c_conv[c].sum(axis) / c_leads[c].sum(axis), t_conv[t].sum(axis) / t_leads[t].sum(axis))
 
-    result = stats.bootstrap(
-        (np.arange(len(control)), np.arange(len(treated))),
-        uplift,
-        n_resamples=BOOTSTRAP_SAMPLES,
-        vectorized=True,
-        confidence_level=CONFIDENCE,
-        rng=rng,
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # a degenerate or undefined bootstrap distribution is reported through the NaN CI and `problem`
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.bootstrap(
+            (np.arange(len(control)), np.arange(len(treated))),
+            statistic,
+            n_resamples=BOOTSTRAP_SAMPLES,
+            vectorized=True,
+            confidence_level=CONFIDENCE,
+            rng=rng,
+        )
+    distribution = result.bootstrap_distribution
+    undefined = int((~np.isfinite(distribution)).sum())
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if undefined:
+        problem = f"it is undefined on {undefined:,} of {BOOTSTRAP_SAMPLES:,} bootstrap resamples"
+    elif np.ptp(distribution) == 0:
+        problem = _DEGENERATE
+    elif not (np.isfinite(low) and np.isfinite(high)):
+        problem = "a leave-one-specialist-out estimate (which BCa needs) is undefined"
+    else:
+        return low, high, ""
+    return np.nan, np.nan, problem
+
+
+_DEGENERATE = "every bootstrap resample gives the same value"
+
+
+def _missing_uplift_ci(control: pd.DataFrame, problem: str) -> str:
+    if problem == _DEGENERATE:
+        return f"uplift CI not computed: {problem}."
+    converting = int((control["conversions"] > 0).sum())
+    return (
+        f"uplift CI not computed: {problem}. Control's conversions come from {converting} of its "
+        f"{len(control)} specialists, so resampling them can leave control without a conversion and the "
+        f"relative uplift divides by zero; read the difference CI (difference_low/difference_high) instead."
     )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def _cumulative(leads: pd.DataFrame, arms: list[str]) -> pd.DataFrame:

@@ -555,7 +555,8 @@ def abtest_analyze(
 
     result = analyze(read_table(outcomes), read_table(assignment) if assignment else None, seed=seed)
     table = Table(title="A/B test outcome (control first)")
-    headers = ("arm", "specialists", "leads", "conversions", "conversion", "uplift", f"{CONFIDENCE:.0%} CI", "Welch p")
+    ci = f"{CONFIDENCE:.0%} CI"
+    headers = ("arm", "specialists", "leads", "conversions", "conversion", "uplift", ci, "difference (points)", ci, "Welch p")
     for header in headers:
         table.add_column(header, justify="left" if header == "arm" else "right")
     for row in result.summary.itertuples(index=False):
@@ -563,16 +564,25 @@ def abtest_analyze(
         table.add_row(
             row.arm, f"{row.specialists:,}", f"{row.leads:,}", f"{row.conversions:,}", f"{row.conversion_rate:.2%}",
             f"{row.uplift:+.1%}" if compared else "",
-            f"{row.uplift_low:+.1%} to {row.uplift_high:+.1%}" if compared else "",
+            _interval(row.uplift_low, row.uplift_high, "{:+.1%}") if compared else "",
+            f"{row.difference * 100:+.2f}" if compared else "",
+            _interval(row.difference_low * 100, row.difference_high * 100, "{:+.2f}") if compared else "",
             f"{row.p_value:.4f}" if compared else "",
         )
     console.print(table)
+    for row in result.summary.itertuples(index=False):
+        if row.note:
+            console.print(f"[yellow]{row.arm}:[/] {row.note}")
     console.print(
         "Specialists are the unit: the t-test compares per-specialist conversion rates (two-sided, unequal variances); "
         f"the CI resamples specialists within each arm (BCa, {BOOTSTRAP_SAMPLES:,} resamples, seed {seed})."
     )
     if out_figure is not None:
         console.print(f"Wrote {plot_cumulative(result, out_figure)}.")
+
+
+def _interval(low: float, high: float, form: str) -> str:
+    return "n/a (see note)" if pd.isna(low) or pd.isna(high) else f"{form.format(low)} to {form.format(high)}"
 
 
 @abtest_app.command("simulate")

@@ -19,11 +19,14 @@ any time; write from one process at a time (retrains run one after another).
 
 :func:`retrain` is the gate in front of :func:`publish`: it trains a candidate on the newest
 data, holding the most recent slice out, and publishes it only if it ranks that slice about
-as well as the current model or better.
+as well as the current model or better. It refuses a slice with too few positives or
+negatives (:data:`COMPARISON_SHARE` of the training minimums), on which the two AUCs would
+differ by chance.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import tempfile
@@ -39,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from leadrank import artifact as artifacts
 from leadrank._files import staging_dir, write_text_atomic
 from leadrank.config import TIME_COLUMN, FeatureSpec, FunnelSpec
-from leadrank.data.minimums import check_minimums
+from leadrank.data.minimums import TooFewLeadsError, check_minimums
 from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.schema import validate
 from leadrank.data.split import time_split
@@ -48,14 +51,21 @@ from leadrank.metrics import auc, precision_at
 from leadrank.training import RunConfig, train
 
 __all__ = [
-    "RegistryError", "RetrainOutcome", "Version",
-    "current", "publish", "retrain", "rollback", "versions",
+    "COMPARISON_SHARE", "RegistryError", "RetrainOutcome", "Version",
+    "comparison_minimums", "current", "publish", "retrain", "rollback", "versions",
 ]
 
 STATE_FILE = "registry.json"
 VERSIONS_DIR = "versions"
 FORMAT_VERSION = 1
 TOP_SHARE = 0.05  # P@5 %, shown beside the AUC
+#: The comparison slice must hold this share of the training minimums (``min_train_positives``
+#: / ``min_train_negatives`` of the run's TrainConfig), rounded up, of each class: 30 of each
+#: with the defaults (100). Comparing two AUCs needs fewer leads than training a model, but
+#: with a handful of positives the AUC moves by several points when one lead changes rank, so
+#: the gate would publish or keep a model by chance. Lowering the training minimums for an
+#: experiment (the `train:` section of --config) lowers these too.
+COMPARISON_SHARE = 0.3
 _VERSION_NAME = re.compile(r"^v(\d+)$")
 
 
@@ -299,7 +309,8 @@ def retrain(
 
     Raises:
         leadrank.data.schema.LeadDataError: The table breaks the data contract.
-        leadrank.data.minimums.TooFewLeadsError: Too few positives or negatives to train.
+        leadrank.data.minimums.TooFewLeadsError: Too few positives or negatives to train, or
+            too few in the comparison slice to compare on (see :func:`comparison_minimums`).
         ValueError: A bad window, tolerance or holdout, or a comparison slice with one class.
     """
     if tolerance < 0:
@@ -317,6 +328,7 @@ def retrain(
         parts.train, funnel.label_column, min_positives=run.train.min_train_positives,
         min_negatives=run.train.min_train_negatives, segment_column=segment_column,
     )
+    _check_comparison_slice(parts.test, funnel.label_column, run, holdout, parts.cutoff)
     root = Path(registry)
     existing = current(root) if _read_state(root).current else None
     current_metrics = _slice_metrics(Scorer(artifacts.load(existing)), parts.test, labels) if existing else None
@@ -340,6 +352,32 @@ def retrain(
         comparison_positives=int(labels.sum()),
         cutoff=parts.cutoff,
     )
+
+
+def comparison_minimums(run: RunConfig) -> tuple[int, int]:
+    """The fewest positives and negatives the comparison slice needs: :data:`COMPARISON_SHARE` of the training minimums, rounded up."""
+    return (
+        math.ceil(COMPARISON_SHARE * run.train.min_train_positives),
+        math.ceil(COMPARISON_SHARE * run.train.min_train_negatives),
+    )
+
+
+def _check_comparison_slice(test: pd.DataFrame, label_column: str, run: RunConfig, holdout: float, cutoff: pd.Timestamp) -> None:
+    """Raise :class:`TooFewLeadsError` unless the comparison slice has enough of each class to compare AUCs on."""
+    min_positives, min_negatives = comparison_minimums(run)
+    try:
+        check_minimums(test, label_column, min_positives=min_positives, min_negatives=min_negatives)
+    except TooFewLeadsError:
+        positives = int((test[label_column].astype(int) == 1).sum())
+        raise TooFewLeadsError(
+            f"Too few leads to compare the models on: the comparison slice (the newest {holdout:.0%} of the window, "
+            f"{len(test)} leads from {cutoff}) has {positives} positive(s) (minimum {min_positives}) and "
+            f"{len(test) - positives} negative(s) (minimum {min_negatives}); with fewer, the AUCs differ by chance "
+            f"and a model would be published or kept at random. Use a longer window (--window-days, or more days "
+            f"of data) or a larger holdout share (--holdout, now {holdout:g}). The minimums are {COMPARISON_SHARE:.0%} "
+            f"of min_train_positives / min_train_negatives (the `train:` section of --config); lower those for "
+            f"experiments only."
+        ) from None
 
 
 def _newest(table: pd.DataFrame, window_days: int | None) -> pd.DataFrame:
