@@ -6,12 +6,15 @@ no training is needed: speed does not depend on the weights).
 - naive: fp32, every batch padded to the longest prompt of the set, batch 16, full
   ``model(**batch).logits`` (the LM head over every position), as a first attempt would do;
 - leadrank: ``Scorer.raw_scores`` (length-sorted batches with a token cap, bf16 where the
-  CPU has it, inference mode, no LM head).
+  CPU has it, inference mode, no LM head);
+- llama.cpp: llama-cpp-python's prompt processing (one prompt per call, the same token ids)
+  on a BF16 GGUF converted from the shipped Q4_1 file, its fastest format on this CPU.
 
 Also prints the machine's measured fp32 and bf16 matmul GFLOP/s and the scorer's achieved
 GFLOP/s (2 x non-embedding parameters x tokens / s) against that peak.
 
-Run: .venv/bin/python bench/scoring_speed.py [--n 2000] [--threads 2]
+Run: .venv/bin/python bench/scoring_speed.py [--n 2000] [--threads 2] [--skip-llama-cpp]
+(llama.cpp needs ``pip install -e '.[bench]'``, see bench/_llamacpp.py)
 """
 
 from __future__ import annotations
@@ -21,23 +24,15 @@ import time
 
 import torch
 
-from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.prompt import DEFAULT_TEMPLATE, build_prompts
+import _llamacpp
+from _common import linear_layers_gflops, matmul_gflops, untrained_artifact
+from leadrank.config import FeatureSpec
+from leadrank.data.prompt import build_prompts
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.artifact import Artifact
 from leadrank.inference import ScoreConfig, Scorer
-from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.asllr import ModelConfig
 from leadrank.model.backbone import load_backbone
 from leadrank.model.inputs import tokenize
-
-
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 @torch.inference_mode()
@@ -54,14 +49,26 @@ def naive(model, token_ids: list[list[int]], pad_id: int, batch_size: int = 16) 
     return time.perf_counter() - started
 
 
+def llama_cpp(token_ids: list[list[int]], threads: int) -> float:
+    model = _llamacpp.load(_llamacpp.bf16_gguf(), threads, context=max(len(t) for t in token_ids))
+    _llamacpp.read_prompt(model, token_ids[0])  # warm-up
+    started = time.perf_counter()
+    for row in token_ids:
+        _llamacpp.read_prompt(model, row)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-dialogue-tokens", type=int, default=96)
+    parser.add_argument("--skip-llama-cpp", action="store_true", help="Leave out the llama.cpp row.")
     args = parser.parse_args()
+    if not args.skip_llama_cpp:
+        _llamacpp.require_llama_cpp()
     torch.set_num_threads(args.threads)
-    features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
+    features = FeatureSpec.nev_default()
     table = simulate(SynthConfig(n=args.n, seed=0))
     config = ModelConfig(mode="frozen", max_dialogue_tokens=args.max_dialogue_tokens)
 
@@ -73,28 +80,29 @@ def main() -> None:
     non_embedding = sum(p.numel() for n, p in naive_backbone.model.named_parameters() if "embed" not in n)
     naive_seconds = naive(naive_backbone.model.eval(), token_ids, tokenizer.pad_token_id)
 
-    backbone = load_backbone("smollm2-135m")
-    model = ASLLR(backbone.model, config, answer_token_ids(tokenizer, DEFAULT_TEMPLATE))
-    artifact = Artifact(
-        model=model, tokenizer=tokenizer, features=features, funnel=funnel, model_config=config,
-        template=DEFAULT_TEMPLATE, backbone_reference="smollm2-135m", backbone_checksum=backbone.checksum,
-        rank_by="point", score_stats={}, train_config={}, metrics={},
-    )
-    scorer = Scorer(artifact, ScoreConfig(threads=args.threads))
+    scorer = Scorer(untrained_artifact(config), ScoreConfig(threads=args.threads))
     scorer.raw_scores(table.head(32))  # warm-up
     started = time.perf_counter()
     scorer.raw_scores(table)
     ours_seconds = time.perf_counter() - started
+    llama_seconds = None if args.skip_llama_cpp else llama_cpp(token_ids, args.threads)
 
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    rows_per_batch = min(scorer.config.max_batch_tokens or tokens, scorer.config.batch_size * tokens // args.n)
+    own_shapes = linear_layers_gflops(naive_backbone.model.model, rows_per_batch)
     achieved = 2 * non_embedding * tokens / ours_seconds / 1e9
     print(f"{args.n} leads, {tokens:,} prompt tokens (mean {tokens / args.n:.0f}, max {width}), {args.threads} threads")
     print(f"matmul peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
-    print("| scorer | seconds | tokens/s | leads/s | speed-up |")
+    rows = {"naive HF fp32, fixed padding, batch 16": naive_seconds}
+    if llama_seconds is not None:
+        rows["llama.cpp BF16 GGUF, one prompt per call"] = llama_seconds
+    rows[f"leadrank Scorer ({str(scorer.dtype).removeprefix('torch.')})"] = ours_seconds
+    print("| scorer | seconds | tokens/s | leads/s | leadrank is faster by |")
     print("|---|---|---|---|---|")
-    print(f"| naive HF fp32, fixed padding, batch 16 | {naive_seconds:.1f} | {tokens / naive_seconds:,.0f} | {args.n / naive_seconds:.1f} | 1.00x |")
-    print(f"| leadrank Scorer ({str(scorer.dtype).removeprefix('torch.')}) | {ours_seconds:.1f} | {tokens / ours_seconds:,.0f} | {args.n / ours_seconds:.1f} | {naive_seconds / ours_seconds:.2f}x |")
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds:.1f} | {tokens / seconds:,.0f} | {args.n / seconds:.1f} | {seconds / ours_seconds:.2f}x |")
     print(f"leadrank achieved {achieved:.0f} GFLOP/s = {achieved / bf16:.0%} of the measured bf16 matmul peak ({non_embedding / 1e6:.0f}M non-embedding parameters)")
+    print(f"the model's own linear layers alone, bf16, {rows_per_batch:,} tokens at once: {own_shapes:.0f} GFLOP/s; leadrank reaches {achieved / own_shapes:.0%} of that")
 
 
 if __name__ == "__main__":
