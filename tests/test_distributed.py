@@ -22,9 +22,9 @@ TRAIN = {"batch_size": 12, "max_steps": 3, "bf16": False, "eval_every": 100, "ch
          "min_train_positives": 1, "min_train_negatives": 1}
 
 
-def _train(tmp_path: Path, name: str, launcher: list[str], train_overrides: dict) -> Path:
+def _train(tmp_path: Path, name: str, launcher: list[str], train_overrides: dict, model_overrides: dict | None = None) -> Path:
     config = tmp_path / f"{name}.yaml"
-    config.write_text(yaml.safe_dump({"model": MODEL, "train": TRAIN | train_overrides}), encoding="utf-8")
+    config.write_text(yaml.safe_dump({"model": MODEL | (model_overrides or {}), "train": TRAIN | train_overrides}), encoding="utf-8")
     out = tmp_path / name
     env = os.environ | {"OMP_NUM_THREADS": "1", "LEADRANK_CACHE": str(tmp_path / "cache")}
     command = launcher + ["-m", "leadrank", "train", str(tmp_path / "leads.parquet"), "--out", str(out), "--preset", "cpu-lora", "--config", str(config)]
@@ -46,3 +46,16 @@ def test_two_processes_match_one_process_with_gradient_accumulation(tmp_path: Pa
     # LoRA B starts at zero: non-zero B weights prove that optimizer steps happened.
     adapter = load_file(str(two / "adapter/adapter_model.safetensors"))
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+
+
+def test_frozen_mode_two_processes_match_one_process(tmp_path: Path) -> None:
+    """Frozen mode under DDP (heads on cached readings) trains exactly like one process with 2 accumulation steps."""
+    write_table(simulate(SynthConfig.preset("dense", n=500, seed=3)), tmp_path / "leads.parquet")
+    frozen = {"mode": "frozen", "pooling": "mean", "pool_layer": 1}
+    two = _train(tmp_path, "two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"], {}, frozen)
+    one = _train(tmp_path, "one", [sys.executable], {"grad_accum_steps": 2}, frozen)
+    a, b = load_file(str(one / "heads.safetensors")), load_file(str(two / "heads.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    assert not (two / "adapter").exists()

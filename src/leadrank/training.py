@@ -187,13 +187,15 @@ def train(
         dtype = torch.bfloat16 if bf16 else torch.float32
         cache = FeatureCache.for_model(model, backbone.checksum, dtype)
         model.to(accelerator.device)
-        for part in (train_data, val_data):
-            with tqdm(total=len(part.prompts), desc="reading leads (frozen, cached)", unit="lead",
-                      disable=not accelerator.is_main_process, leave=False) as bar:
-                part.features = extract_features(
-                    model, part.prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
-                    batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update,
-                )
+        # one process per machine reads the leads into the disk cache first; the others then find them there
+        with accelerator.local_main_process_first():
+            for part in (train_data, val_data):
+                with tqdm(total=len(part.prompts), desc="reading leads (frozen, cached)", unit="lead",
+                          disable=not accelerator.is_main_process, leave=False) as bar:
+                    part.features = extract_features(
+                        model, part.prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
+                        batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update,
+                    )
 
     sampler = FunnelBatchSampler(
         train_data.labels.numpy(), train_data.membership.numpy(), config.batch_size,
