@@ -9,6 +9,8 @@ additive across joins, which is the hard case for the token budget).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from itertools import accumulate, pairwise
 
 import numpy as np
 import pandas as pd
@@ -20,15 +22,23 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from leadrank.config import Feature, FeatureSpec
+from leadrank.data import prompt as prompt_module
 from leadrank.data.prompt import (
     MissingColumnError,
     PromptTemplate,
+    _count,
+    _encode,
+    _marker,
+    _measure,
+    _tail,
     build_prompt,
     build_prompts,
     format_value,
     render_tabular,
+    split_turns,
     truncate_dialogue,
 )
+from leadrank.model.backbone import load_tokenizer
 
 WORDS = [
     "hi", "yes", "no", "ok", "test", "drive", "Saturday", "charging", "home", "price", "order",
@@ -82,6 +92,32 @@ class SlowTokenizer:
 
     def __call__(self, text, **kwargs):
         assert not kwargs.get("return_offsets_mapping"), "slow tokenizers have no offsets"
+        return self.inner(text, **kwargs)
+
+    def decode(self, ids):
+        return self.inner.decode(ids)
+
+
+@pytest.fixture(scope="session")
+def tiny_tok() -> PreTrainedTokenizerFast:
+    return load_tokenizer("tiny")
+
+
+class CountingTokenizer:
+    """Passes calls to ``inner`` and records how many characters it was asked to tokenize."""
+
+    is_fast = True
+
+    def __init__(self, inner: PreTrainedTokenizerFast):
+        self.inner = inner
+        self.calls: list[str | list[str]] = []
+
+    @property
+    def chars(self) -> int:
+        return sum(len(t) for texts in self.calls for t in ([texts] if isinstance(texts, str) else texts))
+
+    def __call__(self, text, **kwargs):
+        self.calls.append(text)
         return self.inner(text, **kwargs)
 
     def decode(self, ids):
@@ -438,20 +474,35 @@ class TestTruncateDialogue:
             truncate_dialogue("Customer: hi", word_tok, -3)
 
     def test_few_tokenizer_calls(self, bpe_tok):
-        calls: list[object] = []
-
-        class Counting:
-            is_fast = True
-
-            def __call__(self, text, **kwargs):
-                calls.append(text)
-                return bpe_tok(text, **kwargs)
-
+        counting = CountingTokenizer(bpe_tok)
         dialogue = "\n".join(f"Customer: turn {i} about home charging" for i in range(300))
-        out = truncate_dialogue(dialogue, Counting(), 60)
+        out = truncate_dialogue(dialogue, counting, 60)
         assert n_tokens(bpe_tok, out) <= 60 and out.endswith("turn 299 about home charging")
-        assert calls[0] == [dialogue]  # measured once, whole; turns are never tokenized one by one
-        assert len(calls) <= 4
+        # measured once, newest turns only (from a line break on); never turn by turn
+        [measured] = counting.calls[0]
+        assert measured.startswith("\nCustomer: turn ") and dialogue.endswith(measured)
+        assert len(measured) < len(dialogue) / 10
+        assert len(counting.calls) <= 4
+
+    @pytest.mark.parametrize("entry", ["truncate_dialogue", "build_prompts"])
+    def test_long_dialogue_tokenizes_only_its_end(self, tiny_tok, entry):
+        rng = np.random.default_rng(0)
+        turns, size = [], 0
+        while size < 1_000_000:  # ~1 MB, ~15k turns
+            turns.append(f"{rng.choice(SPEAKERS)} {' '.join(rng.choice(WORDS, size=rng.integers(1, 15)))}")
+            size += len(turns[-1]) + 1
+        dialogue = "\n".join(turns)
+        counting = CountingTokenizer(tiny_tok)
+        if entry == "truncate_dialogue":
+            out = truncate_dialogue(dialogue, counting, 200)
+        else:
+            table = pd.DataFrame({"dialogue": [dialogue, "Customer: hi"]})
+            spec = FeatureSpec(features=[], dialogue_column="dialogue")
+            prompt = build_prompts(table, spec, tokenizer=counting, max_dialogue_tokens=200)[0]
+            out = prompt.split("Conversation (oldest first):\n")[1].rsplit("\n\n", 1)[0]
+        assert counting.chars < 20_000  # ~ budget x 8 characters measured + a few candidates
+        assert out == reference_truncate(dialogue, tiny_tok, 200)
+        assert out.startswith(f"{marker(len(turns) - len(out.split(chr(10))) + 1)}\n")
 
     def test_without_offsets(self, slow_word_tok):
         turns = [f"Customer: turn {i} yes" for i in range(6)]
@@ -492,3 +543,95 @@ def test_property_budget_and_newest_turn(request, tok_name, turns, budget):
         assert lines == [marker(n - kept), *turns[n - kept :]]  # oldest cut first, whole lines
     elif out and tokenizer.is_fast:  # (decoded byte-level tails may differ in broken characters)
         assert newest.endswith(out.split("\n")[-1])  # the newest words survive
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference_truncate(dialogue: str, tokenizer, max_tokens: int) -> str:
+    """truncate_dialogue as it was before it tokenized only the newest turns (the oracle).
+
+    Tokenizes the whole dialogue; otherwise the same steps (``_tail`` is unchanged).
+    """
+    turns = split_turns(dialogue)
+    if max_tokens == 0 or not turns:
+        return ""
+    full = "\n".join(turns)
+    [(count, starts)] = _measure(tokenizer, [full])
+    if count <= max_tokens:
+        return full
+    n = len(turns)
+    line_starts = list(accumulate((len(t) + 1 for t in turns[:-1]), initial=0))
+    if starts and all(a <= b for a, b in pairwise(starts)):
+
+        def tokens_from(i: int) -> int:
+            return len(starts) - bisect_left(starts, line_starts[i])
+
+    else:
+        counts = [len(ids) for ids in _encode(tokenizer, turns)["input_ids"]]
+        sep = _count(tokenizer, "\n")
+        suffix = list(accumulate(reversed(counts)))[::-1]
+
+        def tokens_from(i: int) -> int:
+            return suffix[i] + sep * (n - 1 - i)
+
+    if n > 1:
+
+        def candidate(k: int) -> str:
+            return _marker(n - k) + "\n" + "\n".join(turns[n - k :])
+
+        head = _count(tokenizer, _marker(n - 1) + "\n")
+        k = 1
+        while k + 1 < n and head + tokens_from(n - k - 1) <= max_tokens:
+            k += 1
+        actual = _count(tokenizer, candidate(k))
+        while actual > max_tokens and k > 1:
+            target = tokens_from(n - k) - (actual - max_tokens)
+            while k > 1 and tokens_from(n - k) > target:
+                k -= 1
+            actual = _count(tokenizer, candidate(k))
+        if actual <= max_tokens:
+            while k + 1 < n and actual + tokens_from(n - k - 1) - tokens_from(n - k) <= max_tokens:
+                grown = _count(tokenizer, candidate(k + 1))
+                if grown > max_tokens:
+                    break
+                k, actual = k + 1, grown
+            return candidate(k)
+    return _tail(turns[-1], n - 1, tokenizer, max_tokens)
+
+
+@st.composite
+def long_dialogues(draw) -> str:
+    """Up to 60 turns, sometimes blank lines, padding and CRLFs (normalised by split_turns)."""
+    turn = st.builds(" ".join, st.lists(st.sampled_from(WORDS + SPEAKERS), min_size=1, max_size=14))
+    turns = draw(st.lists(turn, min_size=1, max_size=60))
+    sep = draw(st.sampled_from(["\n", "\r\n", "\n\n", " \n  "]))
+    return sep.join(turns)
+
+
+@pytest.mark.parametrize("tok_name", ["tiny_tok", "bpe_tok", "word_tok", "slow_bpe_tok"])
+@pytest.mark.parametrize("chars_per_token", [1, 8])  # 1: the first window is often too short
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dialogue=long_dialogues(), budget=st.integers(0, 120))
+def test_property_same_as_tokenizing_everything(request, monkeypatch, tok_name, chars_per_token, dialogue, budget):
+    monkeypatch.setattr(prompt_module, "_CHARS_PER_TOKEN", chars_per_token)
+    tokenizer = request.getfixturevalue(tok_name)
+    assert truncate_dialogue(dialogue, tokenizer, budget) == reference_truncate(dialogue, tokenizer, budget)
+
+
+@pytest.mark.parametrize("tok_name", ["tiny_tok", "bpe_tok", "slow_word_tok"])
+@pytest.mark.parametrize("chars_per_token", [1, 8])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dialogues=st.lists(long_dialogues(), min_size=1, max_size=5), budget=st.integers(1, 120))
+def test_property_build_prompts_same_as_tokenizing_everything(
+    request, monkeypatch, tok_name, chars_per_token, dialogues, budget
+):
+    monkeypatch.setattr(prompt_module, "_CHARS_PER_TOKEN", chars_per_token)
+    tokenizer = request.getfixturevalue(tok_name)
+    spec = FeatureSpec(features=[], dialogue_column="dialogue")
+    table = pd.DataFrame({"dialogue": dialogues})
+    prompts = build_prompts(table, spec, tokenizer=tokenizer, max_dialogue_tokens=budget)
+    for prompt, dialogue in zip(prompts, dialogues, strict=True):
+        shown = reference_truncate(dialogue, tokenizer, budget)
+        block = f"Conversation (oldest first):\n{shown}" if shown else "Conversation: omitted (token budget too small)."
+        assert f"\n\n{block}\n\n" in prompt

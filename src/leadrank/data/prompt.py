@@ -79,8 +79,10 @@ _MISSING = "unknown"
 _TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
 _WHITESPACE = re.compile(r"\s+")
-#: Rows tokenized per call when build_prompts measures whole dialogues.
+#: Rows tokenized per call when build_prompts measures dialogues.
 _BATCH = 512
+#: Characters of the newest turns first measured per token of budget; grown 4x while too few.
+_CHARS_PER_TOKEN = 8
 
 
 class MissingColumnError(ValueError, KeyError):
@@ -379,11 +381,18 @@ def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
     is left out only when the budget cannot hold it plus one token of dialogue.
 
     Tokens are counted as ``len(tokenizer(text, add_special_tokens=False)["input_ids"])``.
-    The dialogue is tokenized once to choose the cut (the token offsets say how many tokens
-    each turn takes; tokenizers without offsets tokenize each turn once instead). Because
-    BPE counts are not additive across joins, the result is then re-tokenized and more is
-    cut until it fits: it never has more than ``max_tokens`` tokens. Typically two or three
-    tokenizer calls per dialogue.
+    Only the newest turns are tokenized to choose the cut, about ``8 * max_tokens``
+    characters' worth (more if they hold fewer than ``max_tokens`` tokens), so the cost
+    follows the budget, not the dialogue length; the token offsets say how many tokens each
+    turn takes (tokenizers without offsets tokenize each of those turns once instead).
+    Because BPE counts are not additive across joins, the result is then re-tokenized and
+    more is cut until it fits: it never has more than ``max_tokens`` tokens. Typically
+    two or three tokenizer calls per dialogue.
+
+    The result is the same as if the whole dialogue had been tokenized, provided the text
+    before a line break never changes how the lines after it are tokenized. That holds for
+    byte-level BPE tokenizers (GPT-2, SmolLM2, Llama 3, Qwen2) and word-level ones, whose
+    pre-tokenizers split at line breaks.
 
     Parameters
     ----------
@@ -404,33 +413,86 @@ def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
     turns = split_turns(dialogue)
     if max_tokens == 0 or not turns:
         return ""
-    full = "\n".join(turns)
-    [(count, starts)] = _measure(tokenizer, [full])
-    if count <= max_tokens:
-        return full
-    return _cut(turns, tokenizer, max_tokens, starts)
+    return _fit(turns, tokenizer, max_tokens, _CHARS_PER_TOKEN * (max_tokens + 1))
 
 
-def _token_index(turns: list[str], tokenizer: Any, starts: list[int] | None) -> Callable[[int], int]:
+# Why the newest turns can stand in for the whole dialogue: ``_cut`` asks ``tokens_from(i)``
+# only for the newest two turns and for turns i with ``tokens_from(i + 1) <= max_tokens``
+# (turns i + 1.. fit the budget, or were kept in a candidate that fit). Counts only grow
+# with older turns, so once turns ``first..`` hold more than ``max_tokens`` tokens, ``_cut``
+# never asks about (nor keeps) a turn older than ``first``: those need no tokenizing.
+
+
+def _fit(turns: list[str], tokenizer: Any, max_tokens: int, chars: int) -> str:
+    """:func:`truncate_dialogue` of split turns; measures the newest ``chars`` characters first."""
+    while True:
+        first = _first_measured(turns, chars)
+        [(count, starts)] = _measure(tokenizer, [_measured_text(turns, first)])
+        shown = _settle(turns, tokenizer, max_tokens, first, count, starts)
+        if shown is not None:
+            return shown
+        chars *= 4
+
+
+def _first_measured(turns: list[str], chars: int) -> int:
+    """The oldest turn to tokenize: the newest turns holding ``chars`` characters (0 = all).
+
+    At least the newest two turns are measured when there are more than two.
+    """
+    size = 0
+    for i in range(len(turns) - 1, 0, -1):
+        size += len(turns[i]) + 1
+        if size >= chars and i <= max(len(turns) - 2, 1):
+            return i
+    return 0
+
+
+def _measured_text(turns: list[str], first: int) -> str:
+    """The dialogue from the line break before turn ``first`` (all of it for ``first=0``).
+
+    The line break is kept so that turn ``first`` is tokenized as it is in the whole text.
+    """
+    newest = "\n".join(turns[first:])
+    return "\n" + newest if first else newest
+
+
+def _settle(
+    turns: list[str], tokenizer: Any, max_tokens: int, first: int, count: int, starts: list[int] | None
+) -> str | None:
+    """The truncated dialogue, given the ``count`` and ``starts`` of ``_measured_text(turns, first)``.
+
+    None when turns ``first..`` hold too few tokens to tell which of them to keep.
+    """
+    if first == 0 and count <= max_tokens:
+        return "\n".join(turns)
+    tokens_from = _token_index(turns, first, tokenizer, starts)
+    if first and tokens_from(first) <= max_tokens:
+        return None
+    return _cut(turns, tokenizer, max_tokens, tokens_from)
+
+
+def _token_index(turns: list[str], first: int, tokenizer: Any, starts: list[int] | None) -> Callable[[int], int]:
     """``tokens_from(i)``: how many tokens turns ``i..`` take, with the newlines between them.
 
-    Read off the offsets of the joined dialogue when there are any (no extra tokenizer
-    call), else from tokenizing each turn once. Estimates only: the caller re-checks.
+    Read off the offsets of ``_measured_text(turns, first)`` when there are any (no extra
+    tokenizer call), else from tokenizing each turn from ``first`` on once. Turns older
+    than ``first`` are not measured and count as turn ``first`` (over budget when
+    ``first > 0``). Estimates only: the caller re-checks.
     """
-    line_starts = list(accumulate((len(t) + 1 for t in turns[:-1]), initial=0))
+    newest = turns[first:]
+    line_starts = list(accumulate((len(t) + 1 for t in newest[:-1]), initial=1 if first else 0))
     if starts and all(a <= b for a, b in pairwise(starts)):
         total = len(starts)
-        return lambda i: total - bisect_left(starts, line_starts[i])
-    counts = [len(ids) for ids in _encode(tokenizer, turns)["input_ids"]]
+        return lambda i: total - bisect_left(starts, line_starts[max(i - first, 0)])
+    counts = [len(ids) for ids in _encode(tokenizer, newest)["input_ids"]]
     sep = _count(tokenizer, "\n")
     suffix = list(accumulate(reversed(counts)))[::-1]  # suffix[i] = sum(counts[i:])
-    return lambda i: suffix[i] + sep * (len(turns) - 1 - i)
+    return lambda i: suffix[max(i - first, 0)] + sep * (len(turns) - 1 - max(i, first))
 
 
-def _cut(turns: list[str], tokenizer: Any, max_tokens: int, starts: list[int] | None) -> str:
-    """Truncate a dialogue known not to fit whole (``starts``: token offsets of the joined text)."""
+def _cut(turns: list[str], tokenizer: Any, max_tokens: int, tokens_from: Callable[[int], int]) -> str:
+    """Truncate a dialogue known not to fit whole (``tokens_from``: see :func:`_token_index`)."""
     n = len(turns)
-    tokens_from = _token_index(turns, tokenizer, starts)
     if n > 1:
 
         def candidate(k: int) -> str:  # the marker and the newest k turns
@@ -571,9 +633,10 @@ def build_prompts(
 ) -> list[str]:
     """:func:`build_prompt` for every row of ``table``, in row order.
 
-    Columns are checked once up front. With a budget, whole dialogues are measured in
-    batches (fast tokenizers work in parallel) and only those over budget are truncated
-    turn by turn, so 100k-row tables take seconds, not minutes.
+    Columns are checked once up front. With a budget, dialogues (their newest turns when
+    long, as in :func:`truncate_dialogue`) are measured in batches (fast tokenizers work in
+    parallel) and only those over budget are truncated turn by turn, so 100k-row tables
+    take seconds, not minutes.
 
     Raises
     ------
@@ -611,11 +674,15 @@ def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | N
     if max_tokens == 0:
         return [""] * len(joined)
     out = list(joined)
+    chars = _CHARS_PER_TOKEN * (max_tokens + 1)
     for begin in range(0, len(joined), _BATCH):
         todo = [i for i in range(begin, min(begin + _BATCH, len(joined))) if joined[i]]
         if not todo:
             continue
-        for i, (count, starts) in zip(todo, _measure(tokenizer, [joined[i] for i in todo]), strict=True):
-            if count > max_tokens:
-                out[i] = _cut(joined[i].split("\n"), tokenizer, max_tokens, starts)
+        turns = [joined[i].split("\n") for i in todo]
+        firsts = [_first_measured(t, chars) for t in turns]
+        measured = _measure(tokenizer, [_measured_text(t, first) for t, first in zip(turns, firsts, strict=True)])
+        for i, t, first, (count, starts) in zip(todo, turns, firsts, measured, strict=True):
+            shown = _settle(t, tokenizer, max_tokens, first, count, starts)
+            out[i] = shown if shown is not None else _fit(t, tokenizer, max_tokens, chars * 4)
     return out
