@@ -154,6 +154,16 @@ class TestModes:
         changed = {n for n in after if not torch.allclose(after[n], before[n], rtol=0, atol=1e-7)}
         assert any(n.startswith("heads.") for n in changed) and any(".lora_" in n for n in changed)
 
+    def test_lora_can_start_from_heads_fitted_on_the_frozen_reading(self, table: pd.DataFrame) -> None:
+        probe, _ = run(table, "frozen", max_steps=3, bf16=False)
+        reset_accelerate()
+        result, logged = run(table, "lora", head_start_steps=3, bf16=False)
+        # step 0 is validated: LoRA's B is zero there, so the model is the probe (its heads, the frozen reading)
+        assert result.history[0]["step"] == 0
+        assert result.history[0]["val_auc"] == pytest.approx(probe.best_val_auc, abs=1e-3)
+        assert result.best_val_auc >= result.history[0]["val_auc"]
+        assert [row["step"] for row in logged] == [1, 2, 3, 4]  # then the LoRA steps, as without a head start
+
     def test_frozen_mode_trains_without_the_semantic_head(self, table: pd.DataFrame) -> None:
         result, logged = run(table, "frozen")
         assert result.steps == 4 and len(result.history) == 2

@@ -58,6 +58,11 @@ class TrainConfig(BaseModel):
     # optimisation
     lr_heads: float = Field(default=5e-5, gt=0, description="Learning rate of the heads (the paper: 5e-5).")
     lora_lr_ratio: float = Field(default=0.05, gt=0, description="LoRA learning rate as a share of lr_heads (the paper: 1/20).")
+    head_start_steps: int = Field(
+        default=0, ge=0,
+        description="LoRA mode: first train the heads alone this many steps on the frozen reading (cached), then LoRA "
+        "and heads from there (probe, then fine-tune); 0 = LoRA starts with fresh heads.",
+    )
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=10, ge=0)
     final_lr_fraction: float = Field(default=0.1, gt=0, le=1, description="Exponential decay to this share of the peak by the last step.")
@@ -180,6 +185,8 @@ def train(
     model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, template))
     if config.gradient_checkpointing and model_config.mode == "lora":
         model.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if model_config.mode == "lora" and config.head_start_steps:
+        model.heads.load_state_dict(_heads_fitted_on_frozen_reading(table, features, funnel, model_config, config, template, accelerator))
     split = validation_slice(table, config.val_fraction)
     train_data = _prepare(split.train, features, funnel, model_config, template, backbone)
     val_data = _prepare(split.test, features, funnel, model_config, template, backbone)
@@ -223,6 +230,9 @@ def train(
 
     core = accelerator.unwrap_model(model)
     autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16)
+    if model_config.mode == "lora" and config.head_start_steps and saved is None:
+        with autocast:  # the starting point is a candidate too: the run returns nothing worse than its heads
+            _validate_and_track(core, val_data, config, state, accelerator)
     model.train()
     while state.step < total_steps and not state.stopped:
         sampler.set_epoch(state.epoch)
@@ -281,6 +291,23 @@ def train(
         val_pair=val_pair,
         margins=(core.margins() if core.margins is not None else margins).tolist(),
     )
+
+
+def _heads_fitted_on_frozen_reading(
+    table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, config: TrainConfig,
+    template: PromptTemplate, accelerator: Accelerator,
+) -> dict[str, torch.Tensor]:
+    """Head weights trained for ``head_start_steps`` on the backbone's frozen reading of ``table``.
+
+    LoRA's B matrices start at zero, so at its first step the LoRA model reads leads exactly as
+    the frozen backbone does: heads fitted on that reading are where fine-tuning can start.
+    """
+    probe = train(
+        table, features, funnel, model_config.model_copy(update={"mode": "frozen"}),
+        config.model_copy(update={"head_start_steps": 0, "max_steps": config.head_start_steps}),
+        template=template, accelerator=accelerator,
+    )
+    return probe.model.heads.state_dict()
 
 
 def _cpu_only() -> bool:
