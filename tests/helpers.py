@@ -48,8 +48,11 @@ _RUNNER = CliRunner()
 
 def widen_consoles(patch: pytest.MonkeyPatch) -> None:
     """Rich wraps at 80 columns off a terminal; long tmp paths and tables must stay on one line."""
-    patch.setattr(cli, "console", Console(width=400))
-    patch.setattr(cli, "err_console", Console(stderr=True, width=400))
+    console, err_console = Console(width=400), Console(stderr=True, width=400)
+    for module in (cli, cli._common, cli.abtest, cli.registry):
+        patch.setattr(module, "console", console)
+        if hasattr(module, "err_console"):
+            patch.setattr(module, "err_console", err_console)
 
 
 def invoke(*args: str | Path) -> Result:

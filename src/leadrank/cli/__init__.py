@@ -1,74 +1,26 @@
 """The ``leadrank`` command line: thin verbs over the library.
 
 Exit codes: 0 success, 1 a usage or environment problem (message says the fix), 2 the lead
-table breaks the data contract (every problem is listed).
+table breaks the data contract (every problem is listed). The A/B verbs live in
+:mod:`leadrank.cli.abtest`, the registry verbs (retrain, versions, rollback) in
+:mod:`leadrank.cli.registry`; importing this package registers them all on :data:`app`.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from leadrank.cli._common import FeaturesOption, FunnelOption, RankByOption, handle_errors, read_specs, app, console, err_console, spec_app
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.schema import LeadDataError
-
-app = typer.Typer(
-    help="Rank sales leads with an LLM that reads CRM fields and conversations.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-spec_app = typer.Typer(help="Draft and check FeatureSpec files.", no_args_is_help=True)
-app.add_typer(spec_app, name="spec")
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., object])
-
-FeaturesOption = Annotated[
-    Path | None,
-    typer.Option("--features", help="FeatureSpec YAML naming the input columns. Default: the shipped NEV spec (configs/features_nev.yaml)."),
-]
-FunnelOption = Annotated[
-    Path | None,
-    typer.Option("--funnel", help="FunnelSpec YAML with stages and preference tiers. Default: the paper's funnel (configs/funnel.yaml)."),
-]
-
-
-def _handle_errors(command: F) -> F:
-    """Map domain errors to exit codes and readable messages, without tracebacks."""
-
-    @functools.wraps(command)
-    def wrapper(*args: object, **kwargs: object) -> object:
-        try:
-            return command(*args, **kwargs)
-        except LeadDataError as exc:
-            err_console.print(f"[bold red]Invalid lead table[/]\n{exc}", highlight=False)
-            raise typer.Exit(code=2) from None
-        except (ValueError, FileNotFoundError, KeyError) as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
-            raise typer.Exit(code=1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _specs(features: Path | None, funnel: Path | None) -> tuple[FeatureSpec, FunnelSpec]:
-    return (
-        FeatureSpec.from_yaml(features) if features else FeatureSpec.nev_default(),
-        FunnelSpec.from_yaml(funnel) if funnel else FunnelSpec.paper_default(),
-    )
-
 
 @app.command()
-@_handle_errors
+@handle_errors
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Where to write the leads (.parquet, .csv, .jsonl or .duckdb[::table]).")],
     n: Annotated[int, typer.Option("--n", help="Number of leads.")] = 20_000,
@@ -101,7 +53,7 @@ def synth(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def validate(
     data: Annotated[str, typer.Argument(help="Lead table: .csv, .parquet, .jsonl or file.duckdb::table.")],
     features: FeaturesOption = None,
@@ -118,7 +70,7 @@ def validate(
     from leadrank.data.io import read_table, write_table
     from leadrank.data.schema import split_valid, validate as validate_table
 
-    feature_spec, funnel_spec = _specs(features, funnel)
+    feature_spec, funnel_spec = read_specs(features, funnel)
     table = read_table(data)
     if not drop_invalid:
         validate_table(table, feature_spec, funnel_spec, require_labels=labels)
@@ -137,7 +89,7 @@ def validate(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def describe(
     data: Annotated[str, typer.Argument(help="Labelled lead table.")],
     features: FeaturesOption = None,
@@ -148,7 +100,7 @@ def describe(
     from leadrank.data.io import read_table
     from leadrank.data.schema import validate as validate_table
 
-    feature_spec, funnel_spec = _specs(features, funnel)
+    feature_spec, funnel_spec = read_specs(features, funnel)
     table = read_table(data)
     validate_table(table, feature_spec, funnel_spec)
     _print_profile(table, feature_spec, funnel_spec, tokenizer=tokens)
@@ -183,7 +135,7 @@ def _print_profile(table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpe
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def split(
     data: Annotated[str, typer.Argument(help="Lead table to split by as_of.")],
     train_out: Annotated[Path, typer.Option("--train", help="Where to write the earlier part.")],
@@ -201,7 +153,7 @@ def split(
 
 
 @app.command("train")
-@_handle_errors
+@handle_errors
 def train_command(
     data: Annotated[str, typer.Argument(help="Labelled lead table; its most recent 10 % validates and stops training early.")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
@@ -223,7 +175,7 @@ def train_command(
     from leadrank.data.io import read_table
     from leadrank.training import RunConfig, process_state, train
 
-    feature_spec, funnel_spec = _specs(features, funnel)
+    feature_spec, funnel_spec = read_specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
     train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None}.items() if v is not None}
     run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
@@ -259,13 +211,9 @@ def _default_template():
     return DEFAULT_TEMPLATE
 
 
-RankByOption = Annotated[
-    str | None, typer.Option("--rank-by", help="'pair' (HPRO head), 'point' (probability head) or 'blend'; default: the model's choice.")
-]
-
 
 @app.command()
-@_handle_errors
+@handle_errors
 def score(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
     data: Annotated[str, typer.Argument(help="Leads to score (no outcome columns needed).")],
@@ -335,7 +283,7 @@ def score(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
     data: Annotated[str, typer.Argument(help="Labelled leads, e.g. the later part of `leadrank split`.")],
@@ -372,7 +320,7 @@ def evaluate(
 
 
 @spec_app.command("infer")
-@_handle_errors
+@handle_errors
 def spec_infer(
     data: Annotated[str, typer.Argument(help="Any CRM export (.csv, .parquet, .jsonl, file.duckdb::table).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the draft FeatureSpec YAML.")],
@@ -391,94 +339,8 @@ def spec_infer(
     console.print("Edit the descriptions (the model reads them) and units before training.")
 
 
-@app.command()
-@_handle_errors
-def retrain(
-    registry: Annotated[Path, typer.Argument(help="Registry folder (created on the first run).")],
-    data: Annotated[str, typer.Argument(help="Labelled lead table; the newest leads are kept out of training to compare the models on.")],
-    window_days: Annotated[int | None, typer.Option(help="Use only the leads of the last N days (by as_of). Default: all of them.")] = None,
-    holdout: Annotated[float, typer.Option(help="Most recent share of the window kept out of training; both models are compared on it.")] = 0.15,
-    tolerance: Annotated[float, typer.Option(help="Publish the candidate if its AUC >= the current model's AUC minus this.")] = 0.005,
-    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
-    mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
-    preset: Annotated[str, typer.Option(help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings).")] = "cpu-quick",
-    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
-    features: FeaturesOption = None,
-    funnel: FunnelOption = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    segment_column: Annotated[
-        str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
-    ] = None,
-) -> None:
-    """Train a candidate on the newest data; publish it only if it ranks the newest leads about as well as the current model."""
-    from leadrank.data.io import read_table
-    from leadrank.registry import TOP_SHARE, retrain as retrain_registry
-    from leadrank.training import RunConfig
-
-    feature_spec, funnel_spec = _specs(features, funnel)
-    model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
-    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed}.items() if v is not None}
-    run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
-    table = read_table(data)
-    with console.status("Training the candidate..."):
-        outcome = retrain_registry(
-            registry, table, feature_spec, funnel_spec, run,
-            window_days=window_days, holdout=holdout, tolerance=tolerance, segment_column=segment_column,
-        )
-    title = (
-        f"Comparison slice: {outcome.comparison_rows:,} leads from {outcome.cutoff} "
-        f"({outcome.comparison_positives:,} positives); candidate trained on {outcome.train_rows:,}"
-    )
-    side_by_side = Table(title=title)
-    side_by_side.add_column("metric")
-    side_by_side.add_column(f"current ({outcome.current_version})" if outcome.current_version else "current (none)", justify="right")
-    side_by_side.add_column("candidate", justify="right")
-    for key, name, shown in (("auc", "AUC", "{:.4f}"), (f"p@{TOP_SHARE:.0%}", f"P@{TOP_SHARE:.0%}", "{:.2%}")):
-        was = shown.format(outcome.current[key]) if outcome.current else "n/a"
-        side_by_side.add_row(name, was, shown.format(outcome.candidate[key]))
-    console.print(side_by_side)
-    console.print(outcome.decision)
-
-
-@app.command()
-@_handle_errors
-def rollback(
-    registry: Annotated[Path, typer.Argument(help="Registry folder.")],
-    to: Annotated[str | None, typer.Option("--to", help="Version to make current, e.g. v0002. Default: the one current before this one.")] = None,
-) -> None:
-    """Make an earlier model version current again."""
-    from leadrank.registry import current, rollback as rollback_registry, versions
-
-    was = next((v.id for v in versions(registry) if v.is_current), None)  # even when its folder is gone
-    now = rollback_registry(registry, to)
-    console.print(f"Current model: {now} (was {was}) -> {current(registry)}")
-
-
-@app.command("versions")
-@_handle_errors
-def versions_command(registry: Annotated[Path, typer.Argument(help="Registry folder.")]) -> None:
-    """List the published model versions; the current one is marked."""
-    from leadrank.registry import versions
-
-    listed = versions(registry)
-    if not listed:
-        console.print(f"No versions in {registry} yet; `leadrank retrain {registry} DATA` publishes the first.")
-        return
-    table = Table(title=str(registry))
-    for column in ("", "version", "published (UTC)", "comparison AUC", "comparison P@5%"):
-        table.add_column(column)
-    for version in listed:
-        auc_at, top_at = version.metrics.get("comparison_auc"), version.metrics.get("comparison_p@5%")
-        table.add_row(
-            "*" if version.is_current else "", version.id, version.published_at,
-            "n/a" if auc_at is None else f"{auc_at:.4f}", "n/a" if top_at is None else f"{top_at:.2%}",
-        )
-    console.print(table)
-
-
 @app.command("report")
-@_handle_errors
+@handle_errors
 def report_command(
     results: Annotated[
         list[Path], typer.Argument(help="Results directories from `leadrank bench`, or a parent folder whose subfolders hold results.json.")
@@ -493,143 +355,8 @@ def report_command(
     console.print(f"Wrote {out}: {len(found)} suite(s) from {', '.join(map(str, found))}.")
 
 
-abtest_app = typer.Typer(
-    help="A/B test the call list on the sales floor: sales specialists, not leads, are randomised.",
-    no_args_is_help=True,
-)
-app.add_typer(abtest_app, name="abtest")
-
-
-@abtest_app.command("plan")
-@_handle_errors
-def abtest_plan(
-    specialists: Annotated[
-        str,
-        typer.Argument(help="One row per specialist: specialist_id, lockins_7d, lockins_14d, lockins_30d, followups_30d, optional tier."),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the assignment (.csv, .parquet, .jsonl or .duckdb[::table]).")],
-    arms: Annotated[int, typer.Option(help="Number of arms, control included: control, treatment (or treatment_1, treatment_2, ...).")] = 2,
-    days: Annotated[int, typer.Option(help="Planned duration in days, for the minimum detectable effect.")] = 28,
-    leads_per_day: Annotated[
-        float | None, typer.Option(help="Leads one specialist handles per day. Default: followups_30d / 30, averaged over specialists.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed and table give the same assignment.")] = 0,
-) -> None:
-    """Assign specialists to arms, stratified by tier and balanced on recent lock-ins, then follow-ups; size the test."""
-    from leadrank.abtest import plan
-    from leadrank.data.io import read_table, write_table
-
-    result = plan(read_table(specialists), arms=arms, days=days, leads_per_day=leads_per_day, seed=seed)
-    path = write_table(result.assignment, out)
-    if result.tiers_derived:
-        console.print("No 'tier' column: the tiers are quartiles of 30-day conversion (lockins_30d / followups_30d), q1 lowest.")
-    assignment = result.assignment
-    _print_frame(pd.crosstab(assignment["tier"], assignment["arm"]), "Specialists per tier and arm", "{:,}")
-    _print_frame(result.balance, "Balance: mean per arm, standardized mean difference (|SMD| < 0.1 is good)", "{:.3f}")
-    power = result.power
-    console.print(
-        f"Minimum detectable effect over {power.days} days (about {power.leads_per_specialist:,.0f} leads per specialist, "
-        f"{power.specialists_control} control vs {power.specialists_treatment} treatment specialists, baseline conversion "
-        f"{power.baseline_rate:.2%}): {power.mde_absolute:.2%} points, {power.mde_relative:+.0%} relative "
-        f"(two-sided Welch t-test on specialist conversion rates, alpha {power.alpha:g}, power {power.power:.0%}; "
-        f"clustering by specialist: ICC {power.icc:.3f}, design effect {power.design_effect:.2f})."
-    )
-    console.print(f"Wrote the assignment of {len(assignment):,} specialists to {path}.")
-
-
-@abtest_app.command("analyze")
-@_handle_errors
-def abtest_analyze(
-    outcomes: Annotated[
-        str, typer.Argument(help="One row per lead handled: specialist_id, date, converted (0/1), and arm unless --assignment is given.")
-    ],
-    assignment: Annotated[
-        str | None, typer.Option("--assignment", help="The assignment `leadrank abtest plan` wrote; each lead's arm is joined from its specialist.")
-    ] = None,
-    out_figure: Annotated[Path | None, typer.Option("--out-figure", help="Write a PNG of cumulative conversion per arm over time.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-) -> None:
-    """Conversion per arm, relative uplift vs control with a bootstrap CI, and Welch's t-test on specialist conversion rates."""
-    from leadrank.abtest import BOOTSTRAP_SAMPLES, CONFIDENCE, analyze, plot_cumulative
-    from leadrank.data.io import read_table
-
-    result = analyze(read_table(outcomes), read_table(assignment) if assignment else None, seed=seed)
-    table = Table(title="A/B test outcome (control first)")
-    ci = f"{CONFIDENCE:.0%} CI"
-    headers = ("arm", "specialists", "leads", "conversions", "conversion", "uplift", ci, "difference (points)", ci, "Welch p")
-    for header in headers:
-        table.add_column(header, justify="left" if header == "arm" else "right")
-    for row in result.summary.itertuples(index=False):
-        compared = not pd.isna(row.uplift)
-        table.add_row(
-            row.arm, f"{row.specialists:,}", f"{row.leads:,}", f"{row.conversions:,}", f"{row.conversion_rate:.2%}",
-            f"{row.uplift:+.1%}" if compared else "",
-            _interval(row.uplift_low, row.uplift_high, "{:+.1%}") if compared else "",
-            f"{row.difference * 100:+.2f}" if compared else "",
-            _interval(row.difference_low * 100, row.difference_high * 100, "{:+.2f}") if compared else "",
-            f"{row.p_value:.4f}" if compared else "",
-        )
-    console.print(table)
-    for row in result.summary.itertuples(index=False):
-        if row.note:
-            console.print(f"[yellow]{row.arm}:[/] {row.note}")
-    console.print(
-        "Specialists are the unit: the t-test compares per-specialist conversion rates (two-sided, unequal variances); "
-        f"the CI resamples specialists within each arm (BCa, {BOOTSTRAP_SAMPLES:,} resamples, seed {seed})."
-    )
-    if out_figure is not None:
-        console.print(f"Wrote {plot_cumulative(result, out_figure)}.")
-
-
-def _interval(low: float, high: float, form: str) -> str:
-    return "n/a (see note)" if pd.isna(low) or pd.isna(high) else f"{form.format(low)} to {form.format(high)}"
-
-
-@abtest_app.command("simulate")
-@_handle_errors
-def abtest_simulate(
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for specialists.csv, assignment.csv and outcomes.csv.")],
-    uplift: Annotated[float, typer.Option(help="True relative uplift of the treatment arm (0.3: conversion +30 %).")] = 0.3,
-    specialists: Annotated[int, typer.Option(help="Number of specialists.")] = 80,
-    days: Annotated[int, typer.Option(help="Days the simulated test runs.")] = 28,
-    seed: Annotated[int, typer.Option(help="Random seed; also the seed of the plan the test ran under.")] = 0,
-) -> None:
-    """Simulate a sales floor and a finished A/B test with a known uplift, to try `plan` and `analyze` on."""
-    from leadrank.abtest import plan
-    from leadrank.data.io import write_table
-    from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
-
-    config = ABSimConfig(n_specialists=specialists, days=days, uplift=uplift, seed=seed)
-    floor = simulate_specialists(config)
-    planned = plan(floor, days=days, seed=seed)
-    outcomes = simulate_outcomes(planned.assignment, config)
-    paths = [
-        write_table(floor, out_dir / "specialists.csv"),
-        write_table(planned.assignment, out_dir / "assignment.csv"),
-        write_table(outcomes, out_dir / "outcomes.csv"),
-    ]
-    console.print(
-        f"Simulated {specialists:,} specialists and {len(outcomes):,} leads over {days} days, true uplift {uplift:+.0%}: "
-        + ", ".join(map(str, paths))
-    )
-    console.print(
-        f"Try: leadrank abtest plan {paths[0]} --out {out_dir / 'my_assignment.csv'} --days {days} --seed {seed}\n"
-        f"     leadrank abtest analyze {paths[2]} --assignment {paths[1]} --out-figure {out_dir / 'cumulative.png'}"
-    )
-
-
-def _print_frame(frame: pd.DataFrame, title: str, number_format: str) -> None:
-    table = Table(title=title)
-    table.add_column(str(frame.index.name or ""))
-    for column in frame.columns:
-        table.add_column(str(column), justify="right")
-    for label, row in frame.iterrows():
-        table.add_row(str(label), *(number_format.format(value) for value in row))
-    console.print(table)
-
-
 @app.command("explain")
-@_handle_errors
+@handle_errors
 def explain_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
     lead_id: Annotated[str, typer.Argument(help="The lead to explain (its lead_id, compared as text).")],
@@ -668,7 +395,7 @@ def explain_command(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def serve(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps the service on this machine.")] = "127.0.0.1",
@@ -695,7 +422,7 @@ def serve(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def bench(
     suite: Annotated[list[str], typer.Option("--suite", help="table1, table2, transfer, margins, rankby, or 'all' (repeatable).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the results; each suite writes OUT/<suite>/.")] = Path("runs/bench"),
@@ -714,7 +441,7 @@ def bench(
     from leadrank.data.io import read_table
     from leadrank.experiments import PAPER_SUITES, BenchConfig
 
-    feature_spec, funnel_spec = _specs(features, funnel)
+    feature_spec, funnel_spec = read_specs(features, funnel)
     names = tuple(dict.fromkeys(name for item in suite for name in (PAPER_SUITES if item == "all" else (item,))))
     config_ = BenchConfig(
         suites=names, out=out, seeds=_parse_seeds(seeds), data=read_table(data) if data else None, data_name=str(data or ""),
@@ -754,7 +481,7 @@ def _run_and_show(config) -> list[Path]:
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the simulated data, the results and the report.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("--n", help="Number of simulated leads (dense preset, 10 % positives).")] = 2000,
@@ -802,3 +529,8 @@ def _format_metric(name: str, value: float) -> str:
     if pd.isna(value):
         return "n/a"
     return f"{value:.4f}" if name in ("auc", "pr_auc") else f"{value:.2%}"
+
+
+from leadrank.cli import abtest, registry  # noqa: E402, F401  (importing them registers their verbs on app)
+
+__all__ = ["app"]

@@ -1,0 +1,96 @@
+"""``leadrank retrain``, ``versions`` and ``rollback``: the model registry on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from leadrank.cli._common import FeaturesOption, FunnelOption, handle_errors, read_specs, app, console
+
+@app.command()
+@handle_errors
+def retrain(
+    registry: Annotated[Path, typer.Argument(help="Registry folder (created on the first run).")],
+    data: Annotated[str, typer.Argument(help="Labelled lead table; the newest leads are kept out of training to compare the models on.")],
+    window_days: Annotated[int | None, typer.Option(help="Use only the leads of the last N days (by as_of). Default: all of them.")] = None,
+    holdout: Annotated[float, typer.Option(help="Most recent share of the window kept out of training; both models are compared on it.")] = 0.15,
+    tolerance: Annotated[float, typer.Option(help="Publish the candidate if its AUC >= the current model's AUC minus this.")] = 0.005,
+    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
+    mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
+    preset: Annotated[str, typer.Option(help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings).")] = "cpu-quick",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    features: FeaturesOption = None,
+    funnel: FunnelOption = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    segment_column: Annotated[
+        str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
+    ] = None,
+) -> None:
+    """Train a candidate on the newest data; publish it only if it ranks the newest leads about as well as the current model."""
+    from leadrank.data.io import read_table
+    from leadrank.registry import TOP_SHARE, retrain as retrain_registry
+    from leadrank.training import RunConfig
+
+    feature_spec, funnel_spec = read_specs(features, funnel)
+    model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
+    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed}.items() if v is not None}
+    run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
+    table = read_table(data)
+    with console.status("Training the candidate..."):
+        outcome = retrain_registry(
+            registry, table, feature_spec, funnel_spec, run,
+            window_days=window_days, holdout=holdout, tolerance=tolerance, segment_column=segment_column,
+        )
+    title = (
+        f"Comparison slice: {outcome.comparison_rows:,} leads from {outcome.cutoff} "
+        f"({outcome.comparison_positives:,} positives); candidate trained on {outcome.train_rows:,}"
+    )
+    side_by_side = Table(title=title)
+    side_by_side.add_column("metric")
+    side_by_side.add_column(f"current ({outcome.current_version})" if outcome.current_version else "current (none)", justify="right")
+    side_by_side.add_column("candidate", justify="right")
+    for key, name, shown in (("auc", "AUC", "{:.4f}"), (f"p@{TOP_SHARE:.0%}", f"P@{TOP_SHARE:.0%}", "{:.2%}")):
+        was = shown.format(outcome.current[key]) if outcome.current else "n/a"
+        side_by_side.add_row(name, was, shown.format(outcome.candidate[key]))
+    console.print(side_by_side)
+    console.print(outcome.decision)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    registry: Annotated[Path, typer.Argument(help="Registry folder.")],
+    to: Annotated[str | None, typer.Option("--to", help="Version to make current, e.g. v0002. Default: the one current before this one.")] = None,
+) -> None:
+    """Make an earlier model version current again."""
+    from leadrank.registry import current, rollback as rollback_registry, versions
+
+    was = next((v.id for v in versions(registry) if v.is_current), None)  # even when its folder is gone
+    now = rollback_registry(registry, to)
+    console.print(f"Current model: {now} (was {was}) -> {current(registry)}")
+
+
+@app.command("versions")
+@handle_errors
+def versions_command(registry: Annotated[Path, typer.Argument(help="Registry folder.")]) -> None:
+    """List the published model versions; the current one is marked."""
+    from leadrank.registry import versions
+
+    listed = versions(registry)
+    if not listed:
+        console.print(f"No versions in {registry} yet; `leadrank retrain {registry} DATA` publishes the first.")
+        return
+    table = Table(title=str(registry))
+    for column in ("", "version", "published (UTC)", "comparison AUC", "comparison P@5%"):
+        table.add_column(column)
+    for version in listed:
+        auc_at, top_at = version.metrics.get("comparison_auc"), version.metrics.get("comparison_p@5%")
+        table.add_row(
+            "*" if version.is_current else "", version.id, version.published_at,
+            "n/a" if auc_at is None else f"{auc_at:.4f}", "n/a" if top_at is None else f"{top_at:.2%}",
+        )
+    console.print(table)
