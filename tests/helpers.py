@@ -65,3 +65,21 @@ def invoke(*args: str | Path) -> Result:
 def plain(output: str | Result) -> str:
     """A command's output without ANSI colour codes."""
     return _ANSI.sub("", output if isinstance(output, str) else output.output)
+
+
+def concentrated_control_outcomes() -> pd.DataFrame:
+    """A/B outcomes (20 leads per specialist) where all 4 of control's conversions come from C1.
+
+    Every bootstrap resample of control without C1 has no conversion: the relative uplift is
+    undefined there, the difference in rates (0.175 - 0.05 = 0.125) is not.
+    """
+    return pd.DataFrame(
+        [
+            {"specialist_id": specialist, "date": f"2024-03-{1 + lead % 5:02d}", "arm": arm, "converted": int(lead < conversions)}
+            for arm, specialist, conversions in [
+                ("control", "C1", 4), ("control", "C2", 0), ("control", "C3", 0), ("control", "C4", 0),
+                ("treatment", "T1", 3), ("treatment", "T2", 4), ("treatment", "T3", 3), ("treatment", "T4", 4),
+            ]
+            for lead in range(20)
+        ]
+    )

@@ -14,6 +14,7 @@ from scipy import stats
 from leadrank import abtest
 from leadrank.abtest import BALANCE_COLUMNS, analyze, plan
 from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
+from helpers import concentrated_control_outcomes
 
 FLOOR = ABSimConfig(n_specialists=40, days=20, seed=3)
 
@@ -234,16 +235,7 @@ class TestAnalyze:
         on them, so its CI must be missing (not NaN by accident, nor a number from the rest), with
         a note, while the difference in rates keeps a finite CI around its estimate.
         """
-        outcomes = pd.DataFrame(
-            [
-                {"specialist_id": specialist, "date": f"2024-03-{1 + lead % 5:02d}", "arm": arm, "converted": int(lead < conversions)}
-                for arm, specialist, conversions in [
-                    ("control", "C1", 4), ("control", "C2", 0), ("control", "C3", 0), ("control", "C4", 0),
-                    ("treatment", "T1", 3), ("treatment", "T2", 4), ("treatment", "T3", 3), ("treatment", "T4", 4),
-                ]
-                for lead in range(20)
-            ]
-        )
+        outcomes = concentrated_control_outcomes()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no division-by-zero or degenerate-bootstrap warnings leak out
             summary = analyze(outcomes, seed=0).summary.set_index("arm")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from leadrank.data.io import read_table, write_table
-from helpers import invoke, plain as text, widen_consoles
+from helpers import concentrated_control_outcomes, invoke, plain as text, widen_consoles
 
 
 @pytest.fixture(autouse=True)
@@ -105,16 +104,7 @@ def test_analyze_with_an_arm_column(demo: Path, tmp_path: Path) -> None:
 
 def test_analyze_shows_the_difference_when_the_uplift_ci_is_undefined(tmp_path: Path) -> None:
     """Control's conversions all come from one specialist: the uplift CI is n/a, with the note; the difference CI is shown."""
-    outcomes = pd.DataFrame(
-        [
-            {"specialist_id": specialist, "date": f"2024-03-{1 + lead % 5:02d}", "arm": arm, "converted": int(lead < conversions)}
-            for arm, specialist, conversions in [
-                ("control", "C1", 4), ("control", "C2", 0), ("control", "C3", 0), ("control", "C4", 0),
-                ("treatment", "T1", 3), ("treatment", "T2", 4), ("treatment", "T3", 3), ("treatment", "T4", 4),
-            ]
-            for lead in range(20)
-        ]
-    )
+    outcomes = concentrated_control_outcomes()
     result = invoke("abtest", "analyze", write_table(outcomes, tmp_path / "outcomes.csv"))
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in text(result).splitlines() if line.startswith("│")}
