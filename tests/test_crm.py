@@ -128,6 +128,14 @@ class TestTrend:
         previous = pd.DataFrame({"lead_id": [7, 8], "probability": [0.1, 0.9]})
         assert trend(now, previous, 0.02).tolist() == ["improving", "declining"]
 
+    def test_an_earlier_dynamics365_output_is_read_as_previous_scores(self) -> None:
+        now = _scores([0.0, 0.0, 0.0], probability=[0.35, 0.30, 0.10])
+        previous = to_dynamics365(pd.DataFrame({
+            "lead_id": ["L000", "L001", "L002"], "probability": [0.20, 0.31, 0.40], "rank_score": 0.0,
+            "percentile": 50.0, "grade": "B", "trend": "new", "model_version": "abc",
+        }))
+        assert trend(now, previous, 0.02).tolist() == ["improving", "steady", "declining"]
+
     def test_a_previous_table_without_probability_is_named(self) -> None:
         with pytest.raises(ValueError, match=r"no column\(s\) \['probability'\]"):
             trend(_scores([1.0]), pd.DataFrame({"lead_id": ["L000"], "score": [0.2]}), 0.02)

@@ -110,7 +110,14 @@ def trend(scores: pd.DataFrame, previous: pd.DataFrame | None, tolerance: float)
 
 
 def _previous_probability(previous: pd.DataFrame) -> pd.Series:
-    """``probability`` by ``lead_id`` from an earlier scores table, checked."""
+    """``probability`` by ``lead_id`` from an earlier scores table, checked.
+
+    An earlier ``--d365`` output is read too: ``msdyn_entityid`` is the lead id and
+    ``msdyn_score`` / 100 the probability (to the whole percent it was written with).
+    """
+    if {"msdyn_entityid", "msdyn_score"} <= set(previous.columns) and ID_COLUMN not in previous.columns:
+        score = pd.to_numeric(previous["msdyn_score"], errors="coerce")
+        previous = pd.DataFrame({ID_COLUMN: previous["msdyn_entityid"], "probability": score / 100}, index=previous.index)
     missing = [c for c in (ID_COLUMN, "probability") if c not in previous.columns]
     if missing:
         raise ValueError(

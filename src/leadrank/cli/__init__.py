@@ -234,7 +234,7 @@ def score(
     ] = None,
     previous: Annotated[
         str | None,
-        typer.Option("--previous", help="An earlier output of this command: trend compares each lead's probability with it (improving, steady, declining; new when absent). Implies --crm."),
+        typer.Option("--previous", help="An earlier output of this command (a --d365 one too): trend compares each lead's probability with it (improving, steady, declining; new when absent). Implies --crm."),
     ] = None,
     crm_config: Annotated[
         Path | None,
