@@ -323,11 +323,11 @@ def _crash_after_first_save(monkeypatch: pytest.MonkeyPatch, at_step: int | None
 
 
 class TestResume:
-    @pytest.mark.parametrize("mode", ["lora", "frozen"])
+    @pytest.mark.parametrize(("mode", "head_start_steps"), [("lora", 0), ("frozen", 0), ("lora", 3)], ids=["lora", "frozen", "lora-head-start"])
     def test_crash_and_resume_matches_an_uninterrupted_run(
-        self, table: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+        self, table: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, head_start_steps: int
     ) -> None:
-        settings = {"max_steps": 6, "checkpoint_every": 2, "eval_every": 2, "patience": 100}
+        settings = {"max_steps": 6, "checkpoint_every": 2, "eval_every": 2, "patience": 100, "head_start_steps": head_start_steps}
         a, logged_a = run(table, mode, checkpoint_dir=tmp_path / "a", **settings)
         assert (tmp_path / "a" / "state.json").exists()
 
@@ -344,7 +344,7 @@ class TestResume:
         assert weights_a.keys() == weights_b.keys()
         for name in weights_a:
             assert torch.allclose(weights_a[name], weights_b[name], rtol=0, atol=1e-6), name
-        assert len(b.history) == len(a.history) == 3
+        assert len(b.history) == len(a.history) == 3 + (head_start_steps > 0)  # + step 0 after a head start
         for ha, hb in zip(a.history, b.history, strict=True):
             assert ha["step"] == hb["step"]
             assert ha["val_auc"] == pytest.approx(hb["val_auc"], abs=1e-9)
