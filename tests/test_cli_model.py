@@ -151,7 +151,8 @@ class TestTrain:
         config = tmp_path / "stop.yaml"
         config.write_text(
             "model:\n  max_dialogue_tokens: 32\n  lora_r: 4\ntrain:\n  batch_size: 12\n  lr_heads: 1.0e-12\n"
-            "  patience: 1\n  eval_every: 1\n  checkpoint_every: 3\n  min_train_positives: 1\n  min_train_negatives: 1\n",
+            "  patience: 1\n  eval_every: 1\n  checkpoint_every: 3\n  min_train_positives: 1\n  min_train_negatives: 1\n"
+            "  head_start_steps: 0\n",  # no validated step 0: the first evaluation is step 1
             encoding="utf-8",
         )
         args = ("train", data_dir / "train.parquet", "--out", tmp_path / "M", "--backbone", "tiny", "--preset", "cpu-lora", "--max-steps", "10", "--config", config)

@@ -185,7 +185,8 @@ def train(
     model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, template))
     if config.gradient_checkpointing and model_config.mode == "lora":
         model.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if model_config.mode == "lora" and config.head_start_steps:
+    saved = _latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir is not None else None
+    if model_config.mode == "lora" and config.head_start_steps and saved is None:  # a checkpoint holds the heads
         model.heads.load_state_dict(_heads_fitted_on_frozen_reading(table, features, funnel, model_config, config, template, accelerator))
     split = validation_slice(table, config.val_fraction)
     train_data = _prepare(split.train, features, funnel, model_config, template, backbone)
@@ -223,7 +224,6 @@ def train(
     margins = torch.tensor([t.margin for t in funnel.tiers], dtype=torch.float32)
 
     state = _LoopState()
-    saved = _latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir is not None else None
     if saved is not None:
         state = _load_checkpoint(saved, accelerator.unwrap_model(model), optimizer, scheduler)
         logger.info(f"Resumed from step {state.step} in {saved}", main_process_only=True)
