@@ -9,8 +9,6 @@ additive across joins, which is the hard case for the token budget).
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
-from itertools import accumulate, pairwise
 
 import numpy as np
 import pandas as pd
@@ -26,11 +24,9 @@ from leadrank.data import prompt as prompt_module
 from leadrank.data.prompt import (
     MissingColumnError,
     PromptTemplate,
-    _count,
-    _encode,
-    _marker,
+    _cut,
     _measure,
-    _tail,
+    _token_index,
     build_prompt,
     build_prompts,
     format_value,
@@ -551,7 +547,8 @@ def test_property_budget_and_newest_turn(request, tok_name, turns, budget):
 def reference_truncate(dialogue: str, tokenizer, max_tokens: int) -> str:
     """truncate_dialogue as it was before it tokenized only the newest turns (the oracle).
 
-    Tokenizes the whole dialogue; otherwise the same steps (``_tail`` is unchanged).
+    Tokenizes the whole dialogue and cuts it with the (unchanged) ``_cut``, counting tokens
+    over every turn (``_token_index`` from turn 0 is the old whole-text count).
     """
     turns = split_turns(dialogue)
     if max_tokens == 0 or not turns:
@@ -560,44 +557,7 @@ def reference_truncate(dialogue: str, tokenizer, max_tokens: int) -> str:
     [(count, starts)] = _measure(tokenizer, [full])
     if count <= max_tokens:
         return full
-    n = len(turns)
-    line_starts = list(accumulate((len(t) + 1 for t in turns[:-1]), initial=0))
-    if starts and all(a <= b for a, b in pairwise(starts)):
-
-        def tokens_from(i: int) -> int:
-            return len(starts) - bisect_left(starts, line_starts[i])
-
-    else:
-        counts = [len(ids) for ids in _encode(tokenizer, turns)["input_ids"]]
-        sep = _count(tokenizer, "\n")
-        suffix = list(accumulate(reversed(counts)))[::-1]
-
-        def tokens_from(i: int) -> int:
-            return suffix[i] + sep * (n - 1 - i)
-
-    if n > 1:
-
-        def candidate(k: int) -> str:
-            return _marker(n - k) + "\n" + "\n".join(turns[n - k :])
-
-        head = _count(tokenizer, _marker(n - 1) + "\n")
-        k = 1
-        while k + 1 < n and head + tokens_from(n - k - 1) <= max_tokens:
-            k += 1
-        actual = _count(tokenizer, candidate(k))
-        while actual > max_tokens and k > 1:
-            target = tokens_from(n - k) - (actual - max_tokens)
-            while k > 1 and tokens_from(n - k) > target:
-                k -= 1
-            actual = _count(tokenizer, candidate(k))
-        if actual <= max_tokens:
-            while k + 1 < n and actual + tokens_from(n - k - 1) - tokens_from(n - k) <= max_tokens:
-                grown = _count(tokenizer, candidate(k + 1))
-                if grown > max_tokens:
-                    break
-                k, actual = k + 1, grown
-            return candidate(k)
-    return _tail(turns[-1], n - 1, tokenizer, max_tokens)
+    return _cut(turns, tokenizer, max_tokens, _token_index(turns, 0, tokenizer, starts))
 
 
 @st.composite
