@@ -91,7 +91,8 @@ def _duplicate_id(draw: st.DrawFn, table: pd.DataFrame) -> pd.DataFrame:
         return table
     source, target = draw(st.lists(st.integers(min_value=0, max_value=len(table) - 1), min_size=2, max_size=2, unique=True))
     table = table.copy()
-    table.iloc[target, table.columns.get_loc("lead_id")] = table.iloc[source, table.columns.get_loc("lead_id")]
+    column = table.columns.get_loc("lead_id")
+    table.iat[target, column] = table.iat[source, column]  # one cell, whatever it holds (a list-valued id too)
     return table
 
 
