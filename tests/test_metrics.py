@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from leadrank import metrics
 from leadrank.metrics import (
     auc,
+    bootstrap_difference,
+    bootstrap_intervals,
     brier,
     ece,
     k_label,
@@ -261,6 +264,112 @@ class TestValidation:
     def test_empty(self) -> None:
         with pytest.raises(ValueError, match=r"Need at least one lead"):
             precision_at([], [], 0.5)
+
+
+class TestBootstrap:
+    def test_perfect_scores_give_one(self) -> None:
+        y = np.array([1] * 30 + [0] * 170)
+        result = bootstrap_intervals(y, {"perfect": y * 2.0 - 1}, n_boot=200)
+        assert result == {"perfect": {"auc": (1.0, 1.0, 1.0), "p@1%": (1.0, 1.0, 1.0), "p@5%": (1.0, 1.0, 1.0)}}
+
+    def test_points_are_the_plain_metrics(self) -> None:
+        y, s = _random(n=1000, seed=4)
+        result = bootstrap_intervals(y, {"m": s}, ["auc", "p@1%", "p@5%", "p@0.5%"], n_boot=50)["m"]
+        assert result["auc"][0] == pytest.approx(auc(y, s))
+        for name, k in (("p@1%", 0.01), ("p@5%", 0.05), ("p@0.5%", 0.005)):
+            assert result[name][0] == pytest.approx(precision_at(y, s, k))
+        assert all(low <= point <= high for point, low, high in result.values())
+
+    @pytest.mark.parametrize("n", [7, 60, 300])
+    def test_resamples_match_the_plain_metrics(self, n: int) -> None:
+        # Each column of counts is one resample; rebuilding it as rows must give the same metrics.
+        rng = np.random.default_rng(n)
+        y = (rng.random(n) < 0.3).astype(np.int64)
+        y[:2] = [0, 1]
+        s = np.round(y * 0.7 + rng.normal(size=n), 1)  # rounded: many ties
+        counts = metrics._stratified_counts(y, 100, rng)
+        assert (counts.sum(axis=0) == n).all() and (counts[y == 1].sum(axis=0) == y.sum()).all()
+        aucs = metrics._sampler("auc", y, s)(counts)
+        precisions = {k: metrics._sampler(f"p@{k * 100:g}%", y, s)(counts) for k in (0.01, 0.2, 1.0)}
+        for b in range(counts.shape[1]):
+            rows = np.repeat(np.arange(n), counts[:, b])
+            assert aucs[b] == pytest.approx(auc(y[rows], s[rows]))
+            for k, values in precisions.items():
+                assert values[b] == pytest.approx(precision_at(y[rows], s[rows], k))
+
+    def test_random_scores_cover_one_half(self) -> None:
+        rng = np.random.default_rng(5)
+        y = (rng.random(5000) < 0.3).astype(int)
+        _, low, high = bootstrap_intervals(y, {"noise": rng.normal(size=5000)}, ["auc"])["noise"]["auc"]
+        assert low < 0.5 < high
+        assert high - low < 0.05
+
+    def test_same_seed_same_result(self) -> None:
+        y, s = _random(n=500)
+        first = bootstrap_intervals(y, {"m": s}, n_boot=100, seed=3)
+        assert bootstrap_intervals(y, {"m": s}, n_boot=100, seed=3) == first
+        assert bootstrap_intervals(y, {"m": s}, n_boot=100, seed=4) != first
+
+    def test_every_model_sees_the_same_resamples(self) -> None:
+        y, s = _random(n=500)
+        _, other = _random(n=500, seed=9)
+        alone = bootstrap_intervals(y, {"a": s}, n_boot=100)
+        together = bootstrap_intervals(y, {"b": other, "a": s, "copy": s.copy()}, n_boot=100)
+        assert together["a"] == together["copy"] == alone["a"]
+
+    def test_intervals_widen_with_fewer_leads(self) -> None:
+        def width(n: int) -> float:
+            y, s = _random(n=n, seed=6)
+            _, low, high = bootstrap_intervals(y, {"m": s}, ["auc"], n_boot=300)["m"]["auc"]
+            return high - low
+
+        assert width(200) > 2 * width(5000)
+
+    def test_higher_level_is_wider(self) -> None:
+        y, s = _random(n=500)
+        _, low50, high50 = bootstrap_intervals(y, {"m": s}, ["auc"], level=0.5)["m"]["auc"]
+        _, low99, high99 = bootstrap_intervals(y, {"m": s}, ["auc"], level=0.99)["m"]["auc"]
+        assert low99 < low50 < high50 < high99
+
+    def test_difference_with_itself_is_zero(self) -> None:
+        y, s = _random(n=500)
+        assert bootstrap_difference(y, s, s) == (0.0, 0.0, 0.0)
+        assert bootstrap_difference(y, s, s, "p@5%") == (0.0, 0.0, 0.0)
+
+    def test_difference_of_a_better_model(self) -> None:
+        rng = np.random.default_rng(7)
+        y = (rng.random(2000) < 0.2).astype(int)
+        strong, weak = y + rng.normal(size=2000), y * 0.2 + rng.normal(size=2000)
+        difference, low, high = bootstrap_difference(y, strong, weak, n_boot=300)
+        assert difference == pytest.approx(auc(y, strong) - auc(y, weak))
+        assert 0 < low < difference < high
+        reverse = bootstrap_difference(y, weak, strong, n_boot=300)
+        assert reverse == pytest.approx((-difference, -high, -low))
+
+    def test_length_mismatch(self) -> None:
+        with pytest.raises(ValueError, match=r"y_true and scores of 'b' must have the same length; got 3 and 2"):
+            bootstrap_intervals([0, 1, 0], {"a": [0.1, 0.2, 0.3], "b": [0.1, 0.2]})
+        with pytest.raises(ValueError, match=r"y_true and scores of 'b' must have the same length; got 3 and 4"):
+            bootstrap_difference([0, 1, 0], [0.1, 0.2, 0.3], [0.1, 0.2, 0.3, 0.4])
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"metrics": ["pr_auc"]}, r"Unknown bootstrap metric 'pr_auc'; use 'auc' or 'p@<percent>%'"),
+            ({"metrics": ["p@200%"]}, r"k must be a fraction of leads in \(0, 1\]"),
+            ({"n_boot": 0}, r"n_boot must be a positive integer"),
+            ({"level": 1.5}, r"level must lie in \(0, 1\)"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs: dict, message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            bootstrap_intervals(Y10, {"m": S10}, **kwargs)
+
+    def test_needs_both_classes_and_a_model(self) -> None:
+        with pytest.raises(ValueError, match=r"Bootstrap intervals need both classes; y_true has only 0s \(n=3\)"):
+            bootstrap_intervals([0, 0, 0], {"m": [0.1, 0.2, 0.3]})
+        with pytest.raises(ValueError, match=r"scores_by_model is empty"):
+            bootstrap_intervals(Y10, {})
 
 
 # --- properties ---------------------------------------------------------------------------

@@ -16,9 +16,11 @@ from leadrank.metrics import ranking_report
 from leadrank.report import (
     draw_figures,
     find_results,
+    interval_table,
     load_predictions,
     load_results,
     markdown_table,
+    plot_learning_curve,
     summarise,
     summary_frame,
     write_report,
@@ -184,6 +186,86 @@ class TestHtml:
         other = make_results_dir(tmp_path / "other", seeds=(0,), with_predictions=False)
         page = write_report([results_dir, other], tmp_path / "r.html").read_text(encoding="utf-8")
         assert page.count("<section>") == 2
+
+
+def _curve_rows(sizes: tuple[int, ...] = (250, 1000, 4000), seeds: tuple[int, ...] = (0, 1)) -> list[dict]:
+    """Two learners that improve with training size and an oracle that does not; P@1% is null for seed 1."""
+    rows = []
+    for model, gain in ((STRONG, 0.05), (WEAK, 0.01), (ORACLE, 0.0)):
+        for size in sizes:
+            for seed in seeds:
+                value = 0.9 if model == ORACLE else 0.6 + gain * np.log10(size) + 0.01 * seed
+                rows.append({"model": model, "train_size": size, "seed": seed, "auc": value, "p@1%": None if seed else value / 4})
+    return rows
+
+
+def _add_learning_curve(directory: Path, rows: list[dict]) -> Path:
+    raw = json.loads((directory / "results.json").read_text())
+    raw["learning_curve"] = rows
+    (directory / "results.json").write_text(json.dumps(raw))
+    return directory
+
+
+class TestLearningCurve:
+    @pytest.mark.parametrize("metric", ["auc", "p@1%"])
+    def test_png_written(self, metric: str, tmp_path: Path) -> None:
+        path = plot_learning_curve(_curve_rows(), tmp_path / "curve.png", metric)
+        assert path == tmp_path / "curve.png"
+        assert path.stat().st_size > 1000
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            image.verify()
+        assert not list(tmp_path.glob(".*.tmp"))
+
+    def test_single_size_and_no_oracle(self, tmp_path: Path) -> None:
+        rows = [row for row in _curve_rows(sizes=(500,)) if row["model"] != ORACLE]
+        assert plot_learning_curve(rows, tmp_path / "one.png").stat().st_size > 1000
+
+    def test_metric_without_values(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match=r"No learning-curve row of a non-oracle model has a value for 'pr_auc'"):
+            plot_learning_curve(_curve_rows(), tmp_path / "curve.png", "pr_auc")
+        oracle_only = [row for row in _curve_rows() if row["model"] == ORACLE]
+        with pytest.raises(ValueError, match=r"non-oracle"):
+            plot_learning_curve(oracle_only, tmp_path / "curve.png")
+
+    def test_report_adds_one_figure_per_metric(self, tmp_path: Path) -> None:
+        directory = _add_learning_curve(make_results_dir(tmp_path / "curve"), _curve_rows())
+        assert len(load_results(directory).learning_curve) == 18
+        page = write_report([directory], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert page.count('src="data:image/png;base64,') == 4 + 2  # prediction figures + auc and p@1%
+        assert "Learning curve of auc: mean over seeds" in page
+        assert "Learning curve of p@1%" in page and "Dashed: oracle." in page
+
+    def test_report_draws_curves_without_predictions(self, tmp_path: Path) -> None:
+        rows = [row for row in _curve_rows() if row["model"] != ORACLE]
+        directory = _add_learning_curve(make_results_dir(tmp_path / "nopred", with_predictions=False), rows)
+        page = write_report([directory], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert "Figures unavailable: no predictions.parquet" in page
+        assert page.count('src="data:image/png;base64,') == 2
+        assert "Dashed: oracle." not in page
+
+    def test_bad_rows_name_the_field(self, tmp_path: Path) -> None:
+        rows = _curve_rows()
+        rows[3]["train_size"] = 0
+        directory = _add_learning_curve(make_results_dir(tmp_path / "bad", with_predictions=False), rows)
+        with pytest.raises(ValueError, match=r"field 'learning_curve\[3\]\.train_size'"):
+            load_results(directory)
+
+
+class TestIntervalTable:
+    def test_cells_and_order(self) -> None:
+        intervals = {
+            ORACLE: {"auc": (0.95, 0.94, 0.96), "p@1%": (0.5, 0.45, 0.55)},
+            STRONG: {"auc": (0.8123, 0.7901, 0.8346), "p@1%": (0.1234, 0.1012, 0.1456)},
+            WEAK: {"auc": (0.5, 0.47, 0.53)},
+        }
+        text = interval_table(intervals, ["auc", "p@1%"])
+        assert [cell.strip() for cell in text.splitlines()[0].strip("|").split("|")] == ["model", "auc", "p@1%"]
+        assert _table_rows(text) == [
+            [STRONG, "0.812 [0.790, 0.835]", "12.3% [10.1%, 14.6%]"],
+            [WEAK, "0.500 [0.470, 0.530]", "n/a"],
+            [ORACLE, "0.950 [0.940, 0.960]", "50.0% [45.0%, 55.0%]"],
+        ]
 
 
 class TestErrors:

@@ -2,8 +2,9 @@
 
 A RESULTS directory (written by ``leadrank bench``) holds:
 
-* ``results.json``: suite, title, command, data description, seeds, metric names, notes and
-  one row per (model, seed) in ``runs`` (see :class:`Results`);
+* ``results.json``: suite, title, command, data description, seeds, metric names, notes,
+  one row per (model, seed) in ``runs`` (see :class:`Results`) and, optionally, one row per
+  (model, training size, seed) in ``learning_curve`` (drawn by :func:`plot_learning_curve`);
 * ``predictions.parquet`` (optional here): one row per (model, seed, test lead) with
   ``model, seed, lead_id, label, stage, score, probability``.
 
@@ -23,7 +24,7 @@ import html
 import json
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ __all__ = [
     "Results",
     "draw_figures",
     "find_results",
+    "interval_table",
     "load_predictions",
     "load_results",
     "markdown_table",
+    "plot_learning_curve",
     "summarise",
     "summary_frame",
     "write_report",
@@ -72,6 +75,17 @@ class Run(BaseModel):
     __pydantic_extra__: dict[str, float | None] = Field(init=False)
 
 
+class CurvePoint(BaseModel):
+    """One (model, training size, seed) row of ``learning_curve``; every other key is a metric value."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    train_size: int = Field(gt=0)
+    seed: int
+    __pydantic_extra__: dict[str, float | None] = Field(init=False)
+
+
 class Results(BaseModel):
     """The contents of ``RESULTS/results.json``; unknown top-level keys are ignored."""
 
@@ -87,6 +101,7 @@ class Results(BaseModel):
     notes: list[str] = []
     runs: list[Run] = Field(min_length=1)
     summary: list[dict[str, Any]] = []
+    learning_curve: list[CurvePoint] = []  # empty: the suite has no learning-curve figure
 
     @model_validator(mode="after")
     def _runs_have_metrics(self) -> Results:
@@ -220,6 +235,34 @@ def markdown_table(results: Results) -> str:
     return text + "\n"
 
 
+def _is_share(metric: str) -> bool:
+    """precision@k and recall@k are shares of leads or buyers, shown as percentages."""
+    return metric.startswith(("p@", "r@"))
+
+
+def _interval_cell(metric: str, interval: tuple[float, float, float] | None) -> str:
+    if interval is None:
+        return "n/a"
+    point, low, high = interval
+    if _is_share(metric):
+        return f"{point:.1%} [{low:.1%}, {high:.1%}]"
+    return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def interval_table(intervals: Mapping[str, Mapping[str, tuple[float, float, float]]], metrics: Sequence[str]) -> str:
+    """A GitHub markdown table of "point [low, high]" per model (oracle last) and metric.
+
+    ``intervals`` is ``{model: {metric: (point, low, high)}}`` as from
+    :func:`leadrank.metrics.bootstrap_intervals`. p@/r@ metrics are shown in percent with
+    one decimal ("12.3% [10.1%, 14.6%]"), others with 3 decimals; a missing metric is "n/a".
+    """
+    rows = [
+        {"model": model, **{m: _interval_cell(m, intervals[model].get(m)) for m in metrics}}
+        for model in _model_order(list(intervals))
+    ]
+    return pd.DataFrame(rows, columns=["model", *metrics]).to_markdown(index=False, disable_numparse=True) + "\n"
+
+
 # --- predictions ----------------------------------------------------------------------------
 
 
@@ -351,6 +394,53 @@ def _stage_figure(rows: pd.DataFrame, title: str, stages: Sequence[str] | None, 
     return _save(figure, path)
 
 
+def plot_learning_curve(rows: Sequence[Mapping[str, Any]], out_path: str | Path, metric: str = "auc") -> Path:
+    """Write a PNG of ``metric`` against training size to ``out_path``; return the path.
+
+    ``rows`` are dicts with ``model``, ``train_size``, ``seed`` and metric values, as in the
+    ``learning_curve`` list of results.json; rows without a value for ``metric`` are left
+    out. Each model is a line through its mean over seeds with a min–max band over seeds;
+    the x axis is log scale with a tick at each size. An oracle does not learn from the
+    training set, so it is a dashed horizontal line at its mean.
+    """
+    frame = pd.DataFrame(list(rows), columns=["model", "train_size", metric]).dropna(subset=[metric])
+    models = _model_order(frame["model"].tolist())
+    if not [m for m in models if not _is_oracle(m)]:
+        raise ValueError(f"No learning-curve row of a non-oracle model has a value for {metric!r}; nothing to draw.")
+    figure = Figure(figsize=(8, 4.5))
+    ax = figure.subplots()
+    for i, model in enumerate(models):
+        values = frame.loc[frame["model"] == model]
+        style = _style(model, i)
+        if _is_oracle(model):
+            ax.axhline(values[metric].mean(), **style)
+            continue
+        stats = values.groupby("train_size")[metric].agg(["mean", "min", "max"])
+        marker = "o^sD"[i // 10 % 4]  # the colour cycle repeats after 10 models; the marker tells them apart
+        ax.plot(stats.index, stats["mean"], marker=marker, **style)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.15, linewidth=0)
+    sizes = sorted(frame.loc[~frame["model"].map(_is_oracle), "train_size"].unique())
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, labels=[f"{size:,}" for size in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel="training leads (log scale)", ylabel=metric, title=f"Learning curve: {metric}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(figure, Path(out_path))
+
+
+def _curve_metrics(results: Results) -> list[str]:
+    """Metrics of ``results.metrics`` that some non-oracle learning-curve row gives a value for."""
+    learners = [point.model_extra or {} for point in results.learning_curve if not _is_oracle(point.model)]
+    return [m for m in results.metrics if any(values.get(m) is not None for values in learners)]
+
+
+def _curve_caption(results: Results, metric: str) -> str:
+    caption = f"Learning curve of {metric}: mean over seeds at each training size (log scale), band: min–max over seeds."
+    if any(_is_oracle(point.model) for point in results.learning_curve):
+        caption += " Dashed: oracle."
+    return caption
+
+
 def _best_model(results: Results, available: Sequence[str]) -> str | None:
     """The non-oracle model with the highest mean AUC (or first metric) among ``available``."""
     key = "auc" if "auc" in results.metrics else results.metrics[0]
@@ -432,18 +522,28 @@ def _meta_html(results: Results) -> str:
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items.items()) + "</dl>"
 
 
+def _figure_html(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+
+
 def _figures_html(results: Results, directory: Path) -> str:
+    """The prediction figures (or a line saying they are unavailable), then one learning curve per metric."""
     predictions = load_predictions(directory)
-    if predictions is None:
-        return f'<p class="unavailable">Figures unavailable: no {PREDICTIONS_FILE} in {_e(directory)}.</p>'
+    parts = []
     with tempfile.TemporaryDirectory() as tmp:
-        parts = []
-        for path in draw_figures(results, predictions, tmp, stages=results.stages):
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            caption = FIGURE_CAPTIONS[path.stem]
-            if path.stem == "stage_scores":
-                caption += f" Model: {_best_model(results, predictions['model'].unique().tolist())}."
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>')
+        if predictions is None:
+            parts.append(f'<p class="unavailable">Figures unavailable: no {PREDICTIONS_FILE} in {_e(directory)}.</p>')
+        else:
+            for path in draw_figures(results, predictions, tmp, stages=results.stages):
+                caption = FIGURE_CAPTIONS[path.stem]
+                if path.stem == "stage_scores":
+                    caption += f" Model: {_best_model(results, predictions['model'].unique().tolist())}."
+                parts.append(_figure_html(path, caption))
+        rows = [point.model_dump() for point in results.learning_curve]
+        for i, metric in enumerate(_curve_metrics(results)):
+            path = plot_learning_curve(rows, Path(tmp) / f"learning_curve_{i}.png", metric)
+            parts.append(_figure_html(path, _curve_caption(results, metric)))
     return "".join(parts)
 
 
