@@ -159,3 +159,8 @@ class FunnelSpec(YamlModel):
     def paper_default(cls) -> FunnelSpec:
         """The paper's funnel (``configs/funnel.yaml``): lock ≻ defeat, test drive ≻ none, long ≻ short call."""
         return cls._packaged("funnel.yaml")
+
+    @classmethod
+    def total_order(cls) -> FunnelSpec:
+        """Every higher stage ≻ every lower one (``configs/funnel_order.yaml``): 10 tiers, margin 0.25 per stage apart."""
+        return cls._packaged("funnel_order.yaml")
