@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pandas as pd
 import torch
 
 from leadrank.artifact import Artifact
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.prompt import DEFAULT_TEMPLATE
+from leadrank.encoding import SideEncoder
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import load_backbone
 
@@ -27,7 +28,7 @@ def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> fl
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def linear_layers_gflops(model: torch.nn.Module, rows: int, dtype: torch.dtype = torch.bfloat16, repeats: int = 3) -> float:
+def linear_layers_gflops(model: torch.nn.Module, rows: int, dtype: torch.dtype, repeats: int = 3) -> float:
     """GFLOP/s of the model's own linear layers alone, on ``rows`` tokens at once, in ``dtype``.
 
     The ceiling for a scorer of this model at that batch size: a 576-wide model's matmuls are
@@ -46,12 +47,17 @@ def linear_layers_gflops(model: torch.nn.Module, rows: int, dtype: torch.dtype =
     return flops / seconds / 1e9
 
 
-def untrained_artifact(config: ModelConfig) -> Artifact:
-    """An asLLR artifact with fresh heads on the NEV FeatureSpec (frozen or LoRA, as ``config`` says)."""
+def untrained_artifact(config: ModelConfig, table: pd.DataFrame | None = None) -> Artifact:
+    """An asLLR artifact with fresh heads on the NEV FeatureSpec (frozen or LoRA, as ``config`` says).
+
+    With ``config.side_input``, the side-input encoding is fitted on ``table``.
+    """
     backbone = load_backbone(config.backbone)
-    model = ASLLR(backbone.model, config, answer_token_ids(backbone.tokenizer, DEFAULT_TEMPLATE))
+    features = FeatureSpec.nev_default()
+    side_encoder = SideEncoder(features).fit(table) if config.side_input else None
+    model = ASLLR(backbone.model, config, answer_token_ids(backbone.tokenizer, config.prompt), side_encoder.width if side_encoder else 0)
     return Artifact(
-        model=model, tokenizer=backbone.tokenizer, features=FeatureSpec.nev_default(), funnel=FunnelSpec.paper_default(),
-        model_config=config, template=DEFAULT_TEMPLATE, backbone_reference=config.backbone,
+        model=model, tokenizer=backbone.tokenizer, features=features, funnel=FunnelSpec.paper_default(),
+        model_config=config, side_encoder=side_encoder, backbone_reference=config.backbone,
         backbone_checksum=backbone.checksum, rank_by="point", score_stats={}, train_config={}, metrics={},
     )

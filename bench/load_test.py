@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import psutil
 
+from _machine import header
 from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
 
@@ -38,6 +39,7 @@ MAX_CLIENTS, MAX_SECONDS = 200, 600
 
 def main() -> None:
     args = _parse()
+    print(header(), flush=True)
     with tempfile.TemporaryDirectory(prefix="leadrank-load-") as scratch:
         os.environ.setdefault("LEADRANK_CACHE", str(Path(scratch) / "cache"))
         model_dir = _train_tiny(Path(scratch)) if args.tiny else args.model_dir
@@ -80,7 +82,6 @@ def _parse() -> argparse.Namespace:
 
 def _train_tiny(folder: Path) -> Path:
     from leadrank.artifact import from_training, save
-    from leadrank.data.prompt import DEFAULT_TEMPLATE
     from leadrank.model.asllr import ModelConfig
     from leadrank.training import TrainConfig, train
 
@@ -89,7 +90,7 @@ def _train_tiny(folder: Path) -> Path:
     train_config = TrainConfig(batch_size=12, max_steps=4, eval_every=2, warmup_steps=1, min_train_positives=1, min_train_negatives=1)
     print("Training a tiny model...", flush=True)
     result = train(simulate(SynthConfig.preset("dense", n=300, seed=5)), features, funnel, model_config, train_config)
-    return save(from_training(result, features, funnel, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
+    return save(from_training(result, features, funnel, model_config, train_config), folder / "model")
 
 
 def _leads(n: int) -> list[dict]:

@@ -18,6 +18,7 @@ import argparse
 
 import pandas as pd
 
+from _machine import header
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--lora-steps", type=int, default=None, help="Add LoRA and frozen rows with this many steps.")
     parser.add_argument("--head-start-steps", type=int, default=0, help="LoRA starts from heads trained this many steps on the frozen reading.")
     args = parser.parse_args()
+    print(header(), flush=True)
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
     split = time_split(simulate(SynthConfig.preset("dense", n=args.n, seed=args.seed)), 0.3)
     labels = split.test[funnel.label_column].to_numpy()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import untrained_artifact
+from _machine import header
 from leadrank import artifact as artifacts
 from leadrank.data.io import write_table
 from leadrank.data.synth import SynthConfig, simulate
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.sizes.split(","))
+    print(header(), flush=True)
     with tempfile.TemporaryDirectory(prefix="leadrank-scaling-") as scratch:
         folder = Path(scratch)
         model = artifacts.save(untrained_artifact(RunConfig.resolve("cpu-quick").model), folder / "model")

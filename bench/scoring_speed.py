@@ -6,12 +6,13 @@ no training is needed: speed does not depend on the weights).
 - naive: fp32, every batch padded to the longest prompt of the set, batch 16, full
   ``model(**batch).logits`` (the LM head over every position), as a first attempt would do;
 - leadrank: ``Scorer.raw_scores`` (length-sorted batches with a token cap, bf16 where the
-  CPU has it, inference mode, no LM head);
+  CPU has native bf16, fp32 elsewhere: ``leadrank.hardware.resolve_dtype('auto')``; inference
+  mode, no LM head);
 - llama.cpp: llama-cpp-python's prompt processing (one prompt per call, the same token ids)
   on a BF16 GGUF converted from the shipped Q4_1 file, its fastest format on this CPU.
 
 Also prints the machine's measured fp32 and bf16 matmul GFLOP/s and the scorer's achieved
-GFLOP/s (2 x non-embedding parameters x tokens / s) against that peak.
+GFLOP/s (2 x non-embedding parameters x tokens / s) against the peak of the dtype it ran in.
 
 Run: .venv/bin/python bench/scoring_speed.py [--n 2000] [--threads 2] [--skip-llama-cpp]
 (llama.cpp needs ``pip install -e '.[bench]'``, see bench/_llamacpp.py)
@@ -26,6 +27,7 @@ import torch
 
 import _llamacpp
 from _common import linear_layers_gflops, matmul_gflops, untrained_artifact
+from _machine import header
 from leadrank.config import FeatureSpec
 from leadrank.data.prompt import build_prompts
 from leadrank.data.synth import SynthConfig, simulate
@@ -68,6 +70,7 @@ def main() -> None:
     if not args.skip_llama_cpp:
         _llamacpp.require_llama_cpp()
     torch.set_num_threads(args.threads)
+    print(header(), flush=True)
     features = FeatureSpec.nev_default()
     table = simulate(SynthConfig(n=args.n, seed=0))
     config = ModelConfig(mode="frozen", max_dialogue_tokens=args.max_dialogue_tokens)
@@ -87,12 +90,13 @@ def main() -> None:
     ours_seconds = time.perf_counter() - started
     llama_seconds = None if args.skip_llama_cpp else llama_cpp(token_ids, args.threads)
 
-    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    peaks = {torch.float32: matmul_gflops(torch.float32), torch.bfloat16: matmul_gflops(torch.bfloat16)}
+    dtype = {torch.float32: "fp32", torch.bfloat16: "bf16"}[scorer.dtype]
     rows_per_batch = min(scorer.config.max_batch_tokens or tokens, scorer.config.batch_size * tokens // args.n)
-    own_shapes = linear_layers_gflops(naive_backbone.model.model, rows_per_batch)
+    own_shapes = linear_layers_gflops(naive_backbone.model.model, rows_per_batch, scorer.dtype)
     achieved = 2 * non_embedding * tokens / ours_seconds / 1e9
     print(f"{args.n} leads, {tokens:,} prompt tokens (mean {tokens / args.n:.0f}, max {width}), {args.threads} threads")
-    print(f"matmul peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+    print(f"matmul peak: fp32 {peaks[torch.float32]:.0f} GFLOP/s, bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s")
     rows = {"naive HF fp32, fixed padding, batch 16": naive_seconds}
     if llama_seconds is not None:
         rows["llama.cpp BF16 GGUF, one prompt per call"] = llama_seconds
@@ -101,8 +105,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, seconds in rows.items():
         print(f"| {name} | {seconds:.1f} | {tokens / seconds:,.0f} | {args.n / seconds:.1f} | {seconds / ours_seconds:.2f}x |")
-    print(f"leadrank achieved {achieved:.0f} GFLOP/s = {achieved / bf16:.0%} of the measured bf16 matmul peak ({non_embedding / 1e6:.0f}M non-embedding parameters)")
-    print(f"the model's own linear layers alone, bf16, {rows_per_batch:,} tokens at once: {own_shapes:.0f} GFLOP/s; leadrank reaches {achieved / own_shapes:.0%} of that")
+    print(f"leadrank achieved {achieved:.0f} GFLOP/s = {achieved / peaks[scorer.dtype]:.0%} of the measured {dtype} matmul peak ({non_embedding / 1e6:.0f}M non-embedding parameters)")
+    print(f"the model's own linear layers alone, {dtype}, {rows_per_batch:,} tokens at once: {own_shapes:.0f} GFLOP/s; leadrank reaches {achieved / own_shapes:.0%} of that")
 
 
 if __name__ == "__main__":

@@ -81,12 +81,14 @@ def main() -> None:
     if args.child:
         return child(args.child, args.model, args.leads_file, args.threads)
     from _common import untrained_artifact
+    from _machine import header
     from leadrank import artifact as artifacts
     from leadrank.data.io import read_table, write_table
     from leadrank.data.prompt import build_prompts
     from leadrank.data.synth import SynthConfig, simulate
     from leadrank.training import RunConfig
 
+    print(header(), flush=True)
     quick = RunConfig.resolve("cpu-quick").model
     engines = {
         "leadrank, cpu-quick (layer 15 mean)": quick,

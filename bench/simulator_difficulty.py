@@ -11,6 +11,7 @@ import argparse
 
 import pandas as pd
 
+from _machine import header
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
+    print(header(), flush=True)
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
     rows = []
     for seed in args.seeds:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 
+from _machine import header
 from leadrank.data.synth import SynthConfig, simulate
 
 
 def main() -> None:
+    print(header(), flush=True)
     for n in (10_000, 100_000):
         started = time.perf_counter()
         table = simulate(SynthConfig(n=n, seed=0))

@@ -20,6 +20,7 @@ import time
 import torch
 
 from _common import untrained_artifact
+from _machine import header
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import Scorer
 from leadrank.training import RunConfig
@@ -37,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
+    print(header(), flush=True)
     table = simulate(SynthConfig(n=args.n, seed=0))
     scorer = Scorer(untrained_artifact(RunConfig.resolve("cpu-quick").model))
     rows = []

@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _machine import header
 from leadrank import artifact as artifacts
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.prompt import DEFAULT_TEMPLATE, build_prompts
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import compare_baselines, score_row
+from leadrank.hardware import resolve_dtype
 from leadrank.inference import Scorer
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import load_backbone
@@ -33,7 +35,7 @@ from leadrank.training import RunConfig, train
 
 @torch.inference_mode()
 def zero_shot(test: pd.DataFrame, features: FeatureSpec, max_dialogue_tokens: int) -> np.ndarray:
-    """log P(Yes) - log P(No) of the untrained backbone after "Answer:"."""
+    """log P(Yes) - log P(No) of the untrained backbone after "Answer:" (bf16 autocast where the hardware has it natively)."""
     backbone = load_backbone("smollm2-135m")
     yes, no = answer_token_ids(backbone.tokenizer, DEFAULT_TEMPLATE)
     model = ASLLR(backbone.model, ModelConfig(mode="frozen"), (yes, no)).eval()
@@ -42,7 +44,7 @@ def zero_shot(test: pd.DataFrame, features: FeatureSpec, max_dialogue_tokens: in
     scores = np.zeros(len(ids))
     for batch in length_sorted_batches([len(t) for t in ids], 16):
         input_ids, mask = collate([ids[i] for i in batch], backbone.tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_dtype("auto") == torch.bfloat16):
             logits = model(input_ids, mask).answer_logits.float()
         scores[batch] = (logits[:, yes] - logits[:, no]).numpy()
     return scores
@@ -51,7 +53,7 @@ def zero_shot(test: pd.DataFrame, features: FeatureSpec, max_dialogue_tokens: in
 def asllr_row(name: str, train_part: pd.DataFrame, test: pd.DataFrame, run: RunConfig, features, funnel) -> dict:
     started = time.perf_counter()
     result = train(train_part, features, funnel, run.model, run.train)
-    artifact = artifacts.from_training(result, features, funnel, run.model, run.train, DEFAULT_TEMPLATE)
+    artifact = artifacts.from_training(result, features, funnel, run.model, run.train)
     scorer = Scorer(artifact)
     point, pair = scorer.raw_scores(test)
     labels = test[funnel.label_column].to_numpy()
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated: zero_shot,frozen_last,frozen,lora,lora_no_hpro")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    print(header(), flush=True)
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
     table = simulate(SynthConfig.preset("dense", n=args.n, seed=args.seed))
     split = time_split(table, 0.3)

@@ -5,7 +5,7 @@ projections) and heads. Each variant runs in its own process so its peak RSS is 
 
 - naive: fp32, every batch padded to the longest prompt of the set, the full causal-LM
   forward (logits at every position, hidden states of every layer kept), AdamW;
-- leadrank: ``leadrank.training.train`` (bf16 autocast where the CPU has it, batches padded
+- leadrank: ``leadrank.training.train`` (bf16 autocast where the CPU has native bf16, batches padded
   to their own longest prompt, the LM head only at the answer position);
 - leadrank cpu-lora: the same with LoRA in the top 8 layers only (the preset's choice).
 
@@ -23,6 +23,8 @@ import sys
 import time
 
 import torch
+
+from _machine import header
 
 N_LEADS = 400
 BATCH = 16
@@ -103,6 +105,7 @@ def main() -> None:
         steady = times[1:] if len(times) > 1 else times
         print(json.dumps({"samples_per_s": BATCH * len(steady) / sum(steady), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
+    print(header(), flush=True)
     results = {}
     for variant in ("naive", "leadrank", "cpu-lora"):
         done = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--threads", str(args.threads)],

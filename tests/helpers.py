@@ -13,7 +13,6 @@ from leadrank import cli
 
 from leadrank.artifact import from_training, save
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.model.asllr import ModelConfig
 from leadrank.training import TrainConfig, train
 
@@ -39,7 +38,7 @@ def train_tiny_model(table: pd.DataFrame, folder: Path, features: FeatureSpec | 
         reset_accelerate()
         result = train(table, features, funnel, model_config, train_config)
         reset_accelerate()
-    return save(from_training(result, features, funnel, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
+    return save(from_training(result, features, funnel, model_config, train_config), folder / "model")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -33,7 +33,7 @@ from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
-EXACT = ScoreConfig(bf16=False)
+EXACT = ScoreConfig(dtype="fp32")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
 
@@ -67,7 +67,7 @@ def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = No
         reset_accelerate()
         result = train(table, FEATURES, FUNNEL, model_config, train_config)
         reset_accelerate()
-    artifact = from_training(result, FEATURES, FUNNEL, model_config, train_config, DEFAULT_TEMPLATE)
+    artifact = from_training(result, FEATURES, FUNNEL, model_config, train_config)
     directory = save(artifact, folder / "model")
     return Trained(result, model_config, train_config, artifact, directory)
 
@@ -134,7 +134,7 @@ class TestRoundTrip:
         trained: Trained = request.getfixturevalue(which)
         loaded = load(trained.directory)
         assert loaded.model_config == trained.model_config
-        assert loaded.features == FEATURES and loaded.funnel == FUNNEL and loaded.template == DEFAULT_TEMPLATE
+        assert loaded.features == FEATURES and loaded.funnel == FUNNEL and loaded.model_config.prompt == DEFAULT_TEMPLATE
         assert loaded.backbone_reference == "tiny"
         assert loaded.backbone_checksum == trained.result.backbone.checksum
         assert loaded.score_stats == pytest.approx(trained.artifact.score_stats)
@@ -332,7 +332,7 @@ class TestManifest:
 
     def test_no_val_auc_when_the_validation_slice_has_one_class(self, frozen_mean: Trained) -> None:
         one_class = dataclasses.replace(frozen_mean.result, val_labels=np.zeros_like(frozen_mean.result.val_labels))
-        artifact = from_training(one_class, FEATURES, FUNNEL, frozen_mean.model_config, frozen_mean.train_config, DEFAULT_TEMPLATE)
+        artifact = from_training(one_class, FEATURES, FUNNEL, frozen_mean.model_config, frozen_mean.train_config)
         assert not any(k.startswith("val_auc") for k in artifact.metrics)
         assert {"train_steps", "train_seconds", "best_step"} <= artifact.metrics.keys()
 

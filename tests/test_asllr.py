@@ -330,7 +330,7 @@ class TestFeatureCache:
 
     def _extract(self, model: ASLLR, cache: FeatureCache | None, prompts: list[str]) -> torch.Tensor:
         tokenizer = load_tokenizer("tiny")
-        return extract_features(model, prompts, tokenize(tokenizer, prompts), cache, pad_id=tokenizer.pad_token_id, batch_size=2)
+        return extract_features(model, prompts, tokenizer, cache, batch_size=2)
 
     def test_second_call_reads_the_cache(self, model: ASLLR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         rows = self._count_rows(model, monkeypatch)

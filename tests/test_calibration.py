@@ -34,7 +34,6 @@ from leadrank.artifact import (
     save,
 )
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import brier, ece
@@ -44,7 +43,7 @@ from leadrank.training import TrainConfig, TrainResult
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
-EXACT = ScoreConfig(bf16=False)
+EXACT = ScoreConfig(dtype="fp32")
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -70,10 +69,10 @@ def package(folder: Path, labels: np.ndarray, point: np.ndarray, *, mode: str = 
     torch.manual_seed(seed)
     model_config = ModelConfig(backbone="tiny", mode=mode, max_dialogue_tokens=32, lora_r=4)
     backbone = load_backbone("tiny")
-    model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, DEFAULT_TEMPLATE)).eval()
+    model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, model_config.prompt)).eval()
     pair = np.random.default_rng(seed).normal(size=len(labels))
     result = TrainResult(model=model, backbone=backbone, steps=0, val_labels=labels, val_point=point, val_pair=pair)
-    artifact = from_training(result, FEATURES, FUNNEL, model_config, TrainConfig(), DEFAULT_TEMPLATE)
+    artifact = from_training(result, FEATURES, FUNNEL, model_config, TrainConfig())
     save(artifact, folder / "model")
     return artifact
 

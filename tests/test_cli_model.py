@@ -89,7 +89,9 @@ class TestTrain:
         assert result.exit_code == 0, result.output
         output = text(result)
         assert "Trained" in output
-        assert "Ranks by a blend of both heads" in output
+        rank_by = json.loads((out / "leadrank.json").read_text(encoding="utf-8"))["rank_by"]  # chosen on validation
+        assert {"blend": "Ranks by a blend of both heads", "pair": "Ranks by the pairwise (HPRO) head",
+                "point": "Ranks by the probability head"}[rank_by] in output
         assert "(4 steps" in output
         assert (out / "leadrank.json").is_file()
         checkpoints = out.with_name("M.checkpoints")
@@ -105,7 +107,8 @@ class TestTrain:
         assert (train["batch_size"], train["eval_every"], train["checkpoint_every"], train["max_steps"]) == (12, 2, 2, 4)
         assert train["lr_heads"] == 1e-3  # cpu-lora
         assert manifest["metrics"]["train_steps"] == 4
-        assert manifest["rank_by"] == "blend"
+        aucs = {k: manifest["metrics"][f"val_auc_{k}"] for k in ("blend", "pair", "point")}
+        assert manifest["rank_by"] == max(("blend", "pair", "point"), key=aucs.__getitem__)  # the best on validation
 
     def test_no_hpro_ranks_by_the_point_head(self, data_dir: Path, tmp_path: Path) -> None:
         result = _train(data_dir, tmp_path / "M", "--no-hpro")
@@ -191,7 +194,8 @@ class TestScoreAndEvaluate:
         assert result.exit_code == 0, result.output
         output = text(result)
         lines = output.splitlines()
-        assert any("asLLR" in line and "blend" in line for line in lines)
+        rank_by = read_manifest(model)["rank_by"]
+        assert any("asLLR" in line and rank_by in line for line in lines)
         assert any("oracle" in line for line in lines)
         assert "40 leads" in output
         brier = [line for line in lines if "Brier" in line]

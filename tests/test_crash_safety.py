@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from leadrank.artifact import MANIFEST, from_training, load, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
-from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.model.asllr import ModelConfig
@@ -112,7 +111,7 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path: Path) -
         assert whole.keys() == resumed.keys()
         assert all((whole[k] == resumed[k]).all() for k in whole), f"{weights} differs from the uninterrupted run"
     leads = simulate(SynthConfig.preset("dense", n=24, seed=22))
-    exact = ScoreConfig(bf16=False)
+    exact = ScoreConfig(dtype="fp32")
     pd.testing.assert_frame_equal(
         Scorer(load(tmp_path / "killed"), exact).score(leads), Scorer(load(tmp_path / "whole"), exact).score(leads)
     )
@@ -134,7 +133,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reset_accelerate()
         result = train(table, features, funnel, model_config, train_config)
         reset_accelerate()
-    return save(from_training(result, features, funnel, model_config, train_config, DEFAULT_TEMPLATE), folder / "model")
+    return save(from_training(result, features, funnel, model_config, train_config), folder / "model")
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import SCORE_COLUMNS, ScoreCache, ScoreConfig, Scorer
 from test_calibration import miscalibrated, package
 
-EXACT = ScoreConfig(bf16=False)
+EXACT = ScoreConfig(dtype="fp32")
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -346,9 +346,9 @@ class TestScoreFileWithCrm:
         calls: list[int] = []
         run = scorer._run
 
-        def counting_run(prompts: list[str]):  # noqa: ANN202
-            calls.append(len(prompts))
-            return run(prompts)
+        def counting_run(inputs, rows):  # noqa: ANN001, ANN202
+            calls.append(len(rows))
+            return run(inputs, rows)
 
         scorer._run = counting_run  # type: ignore[method-assign]
         summary = scorer.score_file(str(source), tmp_path / "S.csv", chunk_rows=3, crm=CrmOutput(top=4))

@@ -18,7 +18,7 @@ from leadrank.data.synth import SynthConfig, simulate
 pytestmark = pytest.mark.slow
 
 MODEL = {"backbone": "tiny", "max_dialogue_tokens": 32, "lora_r": 4, "head_dropout": 0.0, "lora_dropout": 0.0}
-TRAIN = {"batch_size": 12, "max_steps": 3, "bf16": False, "eval_every": 100, "checkpoint_every": 100, "lr_heads": 1e-3,
+TRAIN = {"batch_size": 12, "max_steps": 3, "dtype": "fp32", "eval_every": 100, "checkpoint_every": 100, "lr_heads": 1e-3,
          "min_train_positives": 1, "min_train_negatives": 1, "head_start_steps": 0}  # cpu-lora's head start off: LoRA steps from step 1
 
 

@@ -31,7 +31,7 @@ from helpers import train_tiny_model
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")
 FEATURES = FeatureSpec(features=[f for f in FeatureSpec.nev_default().features if f.name in _KEEP])
 FUNNEL = FunnelSpec.paper_default()
-EXACT = ScoreConfig(bf16=False)
+EXACT = ScoreConfig(dtype="fp32")
 # batch neighbours and padding move float32 scores by ~1e-6 (see tests/test_inference.py)
 ATOL = 1e-4
 
@@ -165,7 +165,7 @@ class TestHandSetHeads:
             for head, bias in ((artifact.model.heads.point, -1.25), (artifact.model.heads.pair, 0.75)):
                 head[-1].weight.zero_()
                 head[-1].bias.fill_(bias)
-        scorer = Scorer(artifact, ScoreConfig(bf16=False, rank_by="pair"))
+        scorer = Scorer(artifact, ScoreConfig(dtype="fp32", rank_by="pair"))
         result = explain(scorer, lead)
         assert result.rank_score == pytest.approx(0.75)  # the pair head's constant
         assert result.probability == pytest.approx(scorer.score(pd.DataFrame([lead.to_dict()]))["probability"][0])

@@ -286,3 +286,17 @@ class TestFunnelBatchSampler:
         labels, membership = _crm()
         with pytest.raises(ValueError, match=r"rank must be in \[0, "):
             FunnelBatchSampler(labels, membership, self.BATCH, num_replicas=num_replicas, rank=rank)
+
+
+class TestSamplerWithATotalOrder:
+    def test_a_pool_shared_by_several_tiers_is_reserved_once(self) -> None:
+        funnel = FunnelSpec.total_order()
+        stages = ["defeat", "new", "call", "test_drive", "lock"] * 8
+        table = pd.DataFrame({"funnel_stage": stages, "label": [int(s == "lock") for s in stages]})
+        membership = tier_membership(table, funnel)
+        assert membership.shape[1] == 10
+        sampler = FunnelBatchSampler(table["label"].to_numpy(), membership, batch_size=16, seed=0)  # 10 tiers, 5 pools
+        batches = list(sampler)
+        assert [len(b) for b in batches[:-1]] == [16] * (len(batches) - 1)
+        for batch in batches:
+            assert set(table["funnel_stage"].iloc[batch]) == set(funnel.stages)  # every stage in every batch

@@ -411,6 +411,36 @@ class TestBuildPrompts:
     def test_empty_table(self):
         assert build_prompts(self._table().iloc[:0], SMALL_SPEC) == []
 
+    def test_dialogue_only_leaves_the_fields_out_and_a_lead_without_text_empty(self, bpe_tok):
+        table = self._table()
+        prompts = build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=25, dialogue_only=True)
+        whole = build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=25)
+        assert prompts[1] == "" and prompts[2] == ""  # empty and missing dialogue: nothing to read
+        for short, full in ((prompts[0], whole[0]), (prompts[3], whole[3])):
+            assert "Lead record:" not in short and "Lead record:" in full
+            assert short == full.replace(full[full.index("Lead record:") : full.index("Conversation (oldest first):")], "")
+        assert build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=0, dialogue_only=True) == [""] * 4
+
+    def test_a_dialogue_cut_once_is_not_measured_again(self, bpe_tok, monkeypatch):
+        monkeypatch.setattr(prompt_module, "_CUTS", prompt_module._CutMemo(limit=1000))
+        measured = []
+        original = prompt_module._measure
+        monkeypatch.setattr(prompt_module, "_measure", lambda tok, texts: measured.append(len(texts)) or original(tok, texts))
+        table = self._table()
+        first = build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=7)
+        calls = len(measured)
+        assert calls > 0
+        again = build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=7)
+        assert again == first and len(measured) == calls  # nothing measured the second time
+        build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=8)  # another budget: measured afresh
+        assert len(measured) > calls
+
+    def test_the_memo_forgets_past_its_limit(self):
+        memo = prompt_module._CutMemo(limit=2)
+        memo.get("tok", 5).update({"a": "a", "b": "b", "c": "c"})
+        memo.trim()
+        assert memo.get("tok", 5) == {} and memo.get(None, 5) == {}
+
 
 class TestTruncateDialogue:
     def test_fits_whole(self, word_tok):

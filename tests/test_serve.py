@@ -40,7 +40,7 @@ from helpers import train_tiny_model
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")
 FEATURES = FeatureSpec(features=[f for f in FeatureSpec.nev_default().features if f.name in _KEEP])
 FUNNEL = FunnelSpec.paper_default()
-EXACT = ScoreConfig(bf16=False)
+EXACT = ScoreConfig(dtype="fp32")
 ATOL = 1e-4  # batch neighbours and padding move float32 scores by ~1e-6
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -307,7 +307,10 @@ class TestMicroBatching:
             for thread in threads:
                 thread.join()
         assert [a.status_code for a in answers] == [200, 200]
-        assert answers[0].json() == answers[1].json()
+        first, second = (pd.DataFrame(a.json()["scores"]) for a in answers)
+        assert first["lead_id"].tolist() == second["lead_id"].tolist()
+        # merged or not (timing decides), the same lead gets the same scores up to float rounding between batch shapes
+        assert_allclose(first[["probability", "rank_score"]], second[["probability", "rank_score"]], rtol=0, atol=ATOL)
 
 
 # --------------------------------------------------------------------------- fuzzing

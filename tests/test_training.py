@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from accelerate.utils import is_bf16_available
 
 import leadrank.training as training
 from leadrank.config import Feature, FeatureSpec, FunnelSpec
 from leadrank.data.prompt import build_prompts
+from leadrank.hardware import resolve_dtype
 from leadrank.data.schema import LeadDataError
 from leadrank.data.split import validation_slice
 from leadrank.data.synth import SynthConfig, simulate
@@ -81,7 +81,7 @@ def run(
     settings: dict[str, object] = {
         "batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
         "min_train_positives": 1, "min_train_negatives": 1,  # tiny tables; the default minimums are for real runs
-    }  # bf16 stays at its default (None: wherever the hardware supports it), as users get it
+    }  # dtype stays at its default (auto: bf16 where the CPU has it natively), as users get it
     settings.update(overrides)
     model_config = ModelConfig(**{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 64, **(model or {})})
     logged: list[dict[str, float]] = []
@@ -113,11 +113,11 @@ def recomputed_val_auc(result: TrainResult, table: pd.DataFrame, config: TrainCo
     prompts = build_prompts(validation, FEATURES, tokenizer, 64)
     ids = tokenize(tokenizer, prompts)
     model = result.model.eval()
-    bf16 = is_bf16_available() if config.bf16 is None else config.bf16
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    dtype = resolve_dtype(config.dtype)
+    bf16 = dtype == torch.bfloat16
     if model.config.mode == "frozen":
         cache = FeatureCache.for_model(model, result.backbone.checksum, dtype)
-        pooled = extract_features(model, prompts, ids, cache, pad_id=tokenizer.pad_token_id, dtype=dtype)
+        pooled = extract_features(model, prompts, tokenizer, cache, dtype=dtype)
     device = next(model.parameters()).device
     scores = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -155,9 +155,9 @@ class TestModes:
         assert any(n.startswith("heads.") for n in changed) and any(".lora_" in n for n in changed)
 
     def test_lora_can_start_from_heads_fitted_on_the_frozen_reading(self, table: pd.DataFrame) -> None:
-        probe, _ = run(table, "frozen", max_steps=3, bf16=False)
+        probe, _ = run(table, "frozen", max_steps=3, dtype="fp32")
         reset_accelerate()
-        result, logged = run(table, "lora", head_start_steps=3, bf16=False)
+        result, logged = run(table, "lora", head_start_steps=3, dtype="fp32")
         # step 0 is validated: LoRA's B is zero there, so the model is the probe (its heads, the frozen reading)
         assert result.history[0]["step"] == 0
         assert result.history[0]["val_auc"] == pytest.approx(probe.best_val_auc, abs=1e-3)
@@ -208,8 +208,8 @@ class TestModes:
 
     def test_two_runs_with_different_bf16_in_one_process(self) -> None:
         small = simulate(SynthConfig.preset("dense", n=150, seed=1))
-        run(small, "frozen", max_steps=1, bf16=False)
-        result, _ = run(small, "frozen", max_steps=1, bf16=True)
+        run(small, "frozen", max_steps=1, dtype="fp32")
+        result, _ = run(small, "frozen", max_steps=1, dtype="bf16")
         assert result.steps == 1
 
     def test_a_saved_folder_backbone_trains_like_tiny(self, table: pd.DataFrame, tmp_path: Path) -> None:

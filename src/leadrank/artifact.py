@@ -1,7 +1,8 @@
 """A trained model as a self-describing directory; no pickle anywhere.
 
-    leadrank.json        format version, model_version, configs, specs, prompt template,
-                         backbone reference and checksum, score statistics, calibration, metrics
+    leadrank.json        format version, model_version, configs (the prompt's words among them), specs,
+                         the side-input encoding, backbone reference and checksum, score
+                         statistics, the ranking head chosen on validation, calibration, metrics
     heads.safetensors    pointwise and pairwise heads
     adapter/             LoRA weights (PEFT layout, safetensors), in lora mode only
     tokenizer/           the tokenizer the prompts were cut with
@@ -39,12 +40,12 @@ from transformers import PreTrainedTokenizerBase
 import leadrank
 from leadrank._files import staging_dir
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.data.prompt import PromptTemplate
+from leadrank.encoding import SideEncoder
 from leadrank.metrics import auc, brier, ece
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone, load_tokenizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "leadrank.json"
 RankBy = Literal["pair", "point", "blend"]
 
@@ -143,7 +144,7 @@ class Artifact:
     features: FeatureSpec
     funnel: FunnelSpec
     model_config: ModelConfig
-    template: PromptTemplate
+    side_encoder: SideEncoder | None
     backbone_reference: str
     backbone_checksum: str
     rank_by: RankBy
@@ -167,7 +168,7 @@ class Artifact:
             "train_config": self.train_config,
             "features": self.features.model_dump(mode="json"),
             "funnel": self.funnel.model_dump(mode="json"),
-            "template": self.template.model_dump(mode="json"),
+            "side_encoder": None if self.side_encoder is None else self.side_encoder.to_dict(),
             "rank_by": self.rank_by,
             "score_stats": self.score_stats,
             "calibration": self.calibration.model_dump(mode="json"),
@@ -181,7 +182,7 @@ def _model_version(artifact: Artifact) -> str:
         "backbone_checksum": artifact.backbone_checksum,
         "model_config": artifact.model_config.model_dump(mode="json"),
         "features": artifact.features.model_dump(mode="json"),
-        "template": artifact.template.model_dump(mode="json"),
+        "side_encoder": None if artifact.side_encoder is None else artifact.side_encoder.to_dict(),
         "rank_by": artifact.rank_by,
         "score_stats": artifact.score_stats,
         "calibration": artifact.calibration.model_dump(mode="json"),
@@ -230,9 +231,11 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
     model_config = ModelConfig.model_validate(manifest["model_config"])
     reference = backbone or manifest["backbone"]["reference"]
     loaded = _load_backbone(reference, manifest["backbone"], folder)
-    template = PromptTemplate.model_validate(manifest["template"])
+    features = FeatureSpec.model_validate(manifest["features"])
+    side_encoder = None if manifest["side_encoder"] is None else SideEncoder.from_dict(features, manifest["side_encoder"])
     tokenizer = load_tokenizer(str(folder / "tokenizer"))
-    model = ASLLR(loaded.model, model_config, answer_token_ids(tokenizer, template))
+    side_width = 0 if side_encoder is None else side_encoder.width
+    model = ASLLR(loaded.model, model_config, answer_token_ids(tokenizer, model_config.prompt), side_width)
     model.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
     if model_config.mode == "lora":
         adapter = folder / "adapter" / "adapter_model.safetensors"
@@ -245,10 +248,10 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
     artifact = Artifact(
         model=model,
         tokenizer=tokenizer,
-        features=FeatureSpec.model_validate(manifest["features"]),
+        features=features,
         funnel=FunnelSpec.model_validate(manifest["funnel"]),
         model_config=model_config,
-        template=template,
+        side_encoder=side_encoder,
         backbone_reference=manifest["backbone"]["reference"],
         backbone_checksum=manifest["backbone"]["checksum"],
         rank_by=manifest["rank_by"],
@@ -314,11 +317,11 @@ def blend_scores(point: np.ndarray, pair: np.ndarray, stats: dict[str, float]) -
     return 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
 
 
-def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, train_config, template: PromptTemplate) -> Artifact:
+def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, train_config) -> Artifact:
     """Package a :class:`~leadrank.training.TrainResult` with its validation statistics.
 
-    Ranking uses the blend of both heads when HPRO trained the pairwise head (it ranked best,
-    by a little, in the rankby suite: README), else the pointwise head. The
+    Ranking (:func:`choose_rank_by`): with HPRO, the head or blend with the best validation
+    AUC; without HPRO, the pointwise head (the pairwise head is untrained). The
     probability is calibrated on the validation slice (the most recent leads; see
     :func:`fit_calibration`); ``metrics`` gets Brier and ECE on that slice before
     (``val_*_raw``) and after (``val_*_calibrated``). The "after" numbers are measured on the
@@ -342,15 +345,28 @@ def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_confi
         features=features,
         funnel=funnel,
         model_config=model_config,
-        template=template,
+        side_encoder=result.side_encoder,
         backbone_reference=result.backbone.reference,
         backbone_checksum=result.backbone.checksum,
-        rank_by="blend" if train_config.hpro_weight > 0 else "point",  # measured: `leadrank bench --suite rankby`
+        rank_by=choose_rank_by(metrics) if train_config.hpro_weight > 0 else "point",
         score_stats=stats,
         train_config=train_config.model_dump(mode="json"),
         metrics=metrics,
         calibration=calibration,
     )
+
+
+def choose_rank_by(metrics: dict[str, float]) -> RankBy:
+    """The ranking with the best validation AUC; the blend when the slice cannot tell (one class only).
+
+    Ties go to the blend, then the pairwise head: on real lead data no single choice was best
+    everywhere (one table ranked point 0.858 > blend 0.854 > pair 0.836), so it is measured per model.
+    """
+    candidates: list[RankBy] = ["blend", "pair", "point"]
+    aucs = {name: metrics.get(f"val_auc_{name}", float("nan")) for name in candidates}
+    if any(np.isnan(value) for value in aucs.values()):
+        return "blend"
+    return max(candidates, key=lambda name: aucs[name])
 
 
 def _calibration_metrics(labels: np.ndarray, point: np.ndarray, calibration: Calibration) -> dict[str, float]:

@@ -79,8 +79,9 @@ class FunnelBatchSampler(Sampler[list[int]]):
     """Batches that each hold positives and a winner and a loser of every tier (when any exist).
 
     One epoch visits every row once in a shuffled stream; each batch reserves
-    ``min_positives`` slots for positives and two slots per tier, drawn from those pools in
-    turn, and fills the rest from the stream. The global list of batches is the same in every
+    ``min_positives`` slots for positives and one slot for each distinct pool of tier winners
+    or losers (a pool shared by several tiers, such as the stage 'call' in a total order, is
+    reserved once), drawn from those pools in turn, and fills the rest from the stream. The global list of batches is the same in every
     process; process ``rank`` of ``num_replicas`` takes batches ``rank, rank + num_replicas, ...``
     (wrapping around so that every process gets the same number).
     """
@@ -96,11 +97,13 @@ class FunnelBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
-        reserved = min_positives + 2 * membership.shape[1]
+        tier_pools = _distinct_pools(np.asarray(membership))
+        reserved = min_positives + len(tier_pools)
         if batch_size <= reserved:
             raise ValueError(
-                f"batch_size={batch_size} leaves no room: {min_positives} positives and 2 slots for each of "
-                f"{membership.shape[1]} tiers are reserved. Use a batch_size above {reserved}."
+                f"batch_size={batch_size} leaves no room: {min_positives} positives and one slot for each of the "
+                f"{len(tier_pools)} distinct winner/loser pools of {membership.shape[1]} tiers are reserved. "
+                f"Use a batch_size above {reserved}."
             )
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}); got {rank}.")
@@ -112,11 +115,8 @@ class FunnelBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
-        pools = [np.flatnonzero(self.labels == 1)]
-        for t in range(self.membership.shape[1]):
-            pools += [np.flatnonzero(self.membership[:, t] == WINNER), np.flatnonzero(self.membership[:, t] == LOSER)]
-        self._pools = pools
-        self._reserved = [min_positives] + [1] * (2 * self.membership.shape[1])
+        self._pools = [np.flatnonzero(self.labels == 1), *tier_pools]
+        self._reserved = [min_positives] + [1] * len(tier_pools)
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for a new epoch (call before iterating, as with DistributedSampler)."""
@@ -149,3 +149,16 @@ class FunnelBatchSampler(Sampler[list[int]]):
             batches.append(batch)
         for i in range(len(self)):
             yield batches[(self.rank + i * self.num_replicas) % len(batches)]
+
+
+def _distinct_pools(membership: np.ndarray) -> list[np.ndarray]:
+    """The rows of each tier's winners and of its losers, in tier order, each distinct set once."""
+    pools, seen = [], set()
+    for t in range(membership.shape[1]):
+        for side in (WINNER, LOSER):
+            rows = np.flatnonzero(membership[:, t] == side)
+            key = rows.tobytes()
+            if key not in seen:
+                seen.add(key)
+                pools.append(rows)
+    return pools

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate.utils import is_bf16_available
 from peft import PeftModel
 
 from leadrank.artifact import Artifact, RankBy, blend_scores
@@ -29,8 +28,8 @@ from leadrank.crm import CrmOutput, CrmSummary
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, write_table
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import REASON_COLUMN, split_valid, validate
-from leadrank.model.frozen import prompt_key
-from leadrank.model.inputs import collate, length_sorted_batches, tokenize
+from leadrank.hardware import Dtype, resolve_dtype
+from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
 
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
 
@@ -41,7 +40,7 @@ class ScoreConfig:
 
     batch_size: int = 16
     max_batch_tokens: int | None = 8192
-    bf16: bool | None = None  # None: wherever the hardware supports it
+    dtype: Dtype = "auto"  # auto: bf16 where the CPU/GPU computes it natively, else fp32
     threads: int | None = None
     rank_by: RankBy | None = None  # None: the artifact's choice
 
@@ -59,14 +58,28 @@ class FileSummary:
     crm: CrmSummary | None = None
 
 
-RawScores = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+RawScores = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rows -> (point logits, pair scores)
+
+
+@dataclass(frozen=True)
+class LeadInputs:
+    """What the model reads of each lead: its prompt ("" = no text to read) and its side input."""
+
+    prompts: list[str]
+    side: np.ndarray | None  # (rows, side width) float32
+
+    def keys(self) -> list[str]:
+        """One hash per lead of everything the model reads: a changed field or turn changes it."""
+        if self.side is None:
+            return [prompt_key(p) for p in self.prompts]
+        return [prompt_key(p + "\x00" + row.tobytes().hex()) for p, row in zip(self.prompts, self.side, strict=True)]
 
 
 class ScoreCache:
     """Head outputs of earlier runs, one row per lead: a Parquet file or a DuckDB table.
 
-    Columns: ``lead_id``, ``prompt_hash`` (SHA-256 of the built prompt text, as
-    :func:`leadrank.model.frozen.prompt_key`), ``model_version``, ``point`` (pointwise logit)
+    Columns: ``lead_id``, ``prompt_hash`` (SHA-256 of what the model reads: the built prompt
+    text and the side input, :meth:`LeadInputs.keys`), ``model_version``, ``point`` (pointwise logit)
     and ``pair`` (pairwise score). A lead is reused when both its prompt hash and the
     model_version match; otherwise it is rescored and its row replaced. Rows of leads that a
     run does not see are kept. Nothing is written until :meth:`save` (atomic).
@@ -99,16 +112,16 @@ class ScoreCache:
             raise ValueError(f"{location}: a score cache holds one row per lead, but some lead_id repeat; delete it to start afresh.")
         return cls(location, rows)
 
-    def scores(self, lead_ids: Sequence[str], prompts: list[str], model_version: str, run: RawScores) -> tuple[np.ndarray, np.ndarray]:
-        """(pointwise logits, pairwise scores) per lead: cached where unchanged, from ``run`` for the rest."""
+    def scores(self, lead_ids: Sequence[str], keys: list[str], model_version: str, run: RawScores) -> tuple[np.ndarray, np.ndarray]:
+        """(pointwise logits, pairwise scores) per lead: cached where ``keys`` are unchanged, from ``run(rows)`` for the rest."""
         ids = pd.Index([str(i) for i in lead_ids])
-        hashes = np.array([prompt_key(p) for p in prompts], dtype=object)
+        hashes = np.array(keys, dtype=object)
         known = self._known.reindex(ids)
         hit = (known["prompt_hash"].to_numpy() == hashes) & (known["model_version"].to_numpy() == model_version)
         point, pair = np.array(known["point"], dtype=float), np.array(known["pair"], dtype=float)
         todo = np.flatnonzero(~hit)
         if len(todo):
-            point[todo], pair[todo] = run([prompts[i] for i in todo])
+            point[todo], pair[todo] = run(todo)
         self.rescored += len(todo)
         self.reused += int(hit.sum())
         self._updates.append(
@@ -141,14 +154,19 @@ class Scorer:
     casts them for speed, so load the artifact again to train or save it.
     """
 
-    def __init__(self, artifact: Artifact, config: ScoreConfig = ScoreConfig()) -> None:
+    def __init__(self, artifact: Artifact, config: ScoreConfig = ScoreConfig(), *, reading_cache: bool = False) -> None:
+        """``reading_cache=True`` (frozen models only) keeps each lead's reading in the on-disk
+        feature cache that training fills, so the benchmark reads a lead once."""
+        if reading_cache and artifact.model_config.mode != "frozen":
+            raise ValueError("reading_cache=True needs a frozen model: a LoRA model's reading is its own, not the backbone's.")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.artifact = artifact
         self.config = config
         self.rank_by: RankBy = config.rank_by or artifact.rank_by
-        self.dtype = torch.bfloat16 if (is_bf16_available() if config.bf16 is None else config.bf16) else torch.float32
+        self.dtype = resolve_dtype(config.dtype)
         self.model = _for_scoring(artifact, self.dtype)
+        self.reading_cache = FeatureCache.for_model(self.model, artifact.backbone_checksum, self.dtype) if reading_cache else None
 
     def score(self, table: pd.DataFrame, *, cache: ScoreCache | None = None) -> pd.DataFrame:
         """Validate (no labels needed) and score; one row per lead, in input order.
@@ -160,7 +178,10 @@ class Scorer:
         if cache is None:
             point, pair = self.raw_scores(table)
         else:
-            point, pair = cache.scores(table[ID_COLUMN].tolist(), self._prompts(table), self.artifact.model_version, self._run)
+            inputs = self.inputs(table)
+            point, pair = cache.scores(
+                table[ID_COLUMN].tolist(), inputs.keys(), self.artifact.model_version, lambda rows: self._run(inputs, rows)
+            )
         return self.to_scores(table[ID_COLUMN], point, pair)
 
     def to_scores(self, lead_ids: Sequence[str] | pd.Series, point: np.ndarray, pair: np.ndarray) -> pd.DataFrame:
@@ -175,26 +196,34 @@ class Scorer:
 
     def raw_scores(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(pointwise logits, pairwise scores) per row of an already validated table."""
-        return self._run(self._prompts(table))
+        inputs = self.inputs(table)
+        return self._run(inputs, np.arange(len(inputs.prompts)))
 
-    def _prompts(self, table: pd.DataFrame) -> list[str]:
-        a = self.artifact
-        return build_prompts(table, a.features, a.tokenizer, a.model_config.max_dialogue_tokens, a.template)
+    def inputs(self, table: pd.DataFrame) -> LeadInputs:
+        """The prompts and side inputs of an already validated table."""
+        a, config = self.artifact, self.artifact.model_config
+        prompts = build_prompts(
+            table, a.features, a.tokenizer, config.max_dialogue_tokens, config.prompt, dialogue_only=config.reading == "dialogue"
+        )
+        return LeadInputs(prompts, None if a.side_encoder is None else a.side_encoder.transform(table))
 
     @torch.inference_mode()
-    def _run(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        a = self.artifact
-        token_ids = tokenize(a.tokenizer, prompts)
-        point, pair = np.zeros(len(prompts)), np.zeros(len(prompts))
-        autocast = torch.autocast("cpu", dtype=self.dtype) if self.dtype != torch.float32 else contextlib.nullcontext()
-        lengths = [len(t) for t in token_ids]
-        for batch in length_sorted_batches(lengths, self.config.batch_size, self.config.max_batch_tokens):
-            input_ids, attention_mask = collate([token_ids[i] for i in batch], a.tokenizer.pad_token_id)
-            with autocast:
-                pooled, _ = self.model.encode(input_ids, attention_mask)
-                p, q = self.model.heads(pooled)
-            point[batch], pair[batch] = p.float().numpy(), q.float().numpy()
-        return point, pair
+    def _run(self, inputs: LeadInputs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Head outputs of ``rows``: leads with text are read in length-sorted batches, the others not at all."""
+        tokenizer = self.artifact.tokenizer
+        prompts = [inputs.prompts[i] for i in rows]
+        pooled = torch.zeros((len(rows), self.model.causal_lm.config.hidden_size))
+        has_text = torch.tensor([bool(p) for p in prompts], dtype=torch.bool)
+        read = torch.nonzero(has_text).flatten()
+        if len(read):
+            texts = [prompts[i] for i in read]
+            pooled[read] = extract_features(
+                self.model, texts, tokenizer, self.reading_cache,
+                batch_size=self.config.batch_size, max_batch_tokens=self.config.max_batch_tokens, dtype=self.dtype,
+            )
+        side = None if inputs.side is None else torch.from_numpy(inputs.side[rows])
+        point, pair = self.model.heads(pooled, side, has_text)
+        return point.float().numpy().astype(float), pair.float().numpy().astype(float)
 
     def score_file(
         self,

@@ -43,10 +43,9 @@ from leadrank import artifact as artifacts
 from leadrank._files import staging_dir, write_text_atomic
 from leadrank.config import TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.minimums import TooFewLeadsError, check_minimums
-from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.schema import validate
 from leadrank.data.split import time_split
-from leadrank.inference import Scorer
+from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import auc, precision_at
 from leadrank.training import RunConfig, train
 
@@ -331,14 +330,14 @@ def retrain(
     _check_comparison_slice(parts.test, funnel.label_column, run, holdout, parts.cutoff)
     root = Path(registry)
     existing = current(root) if _read_state(root).current else None
-    current_metrics = _slice_metrics(Scorer(artifacts.load(existing)), parts.test, labels) if existing else None
+    current_metrics = _slice_metrics(Scorer(artifacts.load(existing), ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
 
     result = train(parts.train, features, funnel, run.model, run.train)
-    candidate = artifacts.from_training(result, features, funnel, run.model, run.train, DEFAULT_TEMPLATE)
+    candidate = artifacts.from_training(result, features, funnel, run.model, run.train)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".candidate-", dir=root) as scratch:
         model_dir = artifacts.save(candidate, Path(scratch) / "model")
-        candidate_metrics = _slice_metrics(Scorer(candidate), parts.test, labels)
+        candidate_metrics = _slice_metrics(Scorer(candidate, ScoreConfig(dtype=run.train.dtype)), parts.test, labels)
         accept = current_metrics is None or candidate_metrics["auc"] >= current_metrics["auc"] - tolerance
         published = publish(root, model_dir, metrics={f"comparison_{k}": v for k, v in candidate_metrics.items()}) if accept else None
     return RetrainOutcome(

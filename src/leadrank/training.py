@@ -23,18 +23,20 @@ import pandas as pd
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, is_bf16_available, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from leadrank.config import FeatureSpec, FunnelSpec, YamlModel
 from leadrank.data.minimums import check_minimums
-from leadrank.data.prompt import DEFAULT_TEMPLATE, PromptTemplate, build_prompts
+from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import validate
 from leadrank.data.split import check_no_leakage, validation_slice
+from leadrank.encoding import SideEncoder
 from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
 from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
+from leadrank.hardware import Dtype, resolve_dtype
 from leadrank.metrics import auc
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone
@@ -82,7 +84,7 @@ class TrainConfig(BaseModel):
     # machinery
     checkpoint_every: int = Field(default=100, ge=1)
     seed: int = 0
-    bf16: bool | None = Field(default=None, description="bf16 autocast; null = wherever the hardware supports it.")
+    dtype: Dtype = Field(default="auto", description="'auto': bf16 where the CPU/GPU computes it natively, else fp32; or 'fp32' / 'bf16'.")
     gradient_checkpointing: bool = False
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; null = torch's default.")
     feature_batch_size: int = Field(default=16, ge=1, description="Batch size when reading prompts in frozen mode.")
@@ -136,6 +138,7 @@ class TrainResult:
     val_point: np.ndarray = field(default_factory=lambda: np.zeros(0))  # pointwise logits of the returned model
     val_pair: np.ndarray = field(default_factory=lambda: np.zeros(0))  # pairwise scores of the returned model
     margins: list[float] = field(default_factory=list)  # tier margins at the end (learned ones when learn_margins)
+    side_encoder: SideEncoder | None = None  # the heads' side input, fitted on the training part
 
 
 @dataclass
@@ -145,9 +148,11 @@ class _Data:
     labels: torch.Tensor
     membership: torch.Tensor
     prompts: list[str]
-    token_ids: list[list[int]]
+    token_ids: list[list[int]]  # lora mode only (frozen mode tokenizes just the leads the cache misses)
     pad_id: int
-    features: torch.Tensor | None = None  # frozen mode: pooled states
+    has_text: torch.Tensor  # (rows,) bool: the lead has text for the language model to read
+    side: torch.Tensor | None = None  # (rows, side width) the heads' side input
+    features: torch.Tensor | None = None  # frozen mode: pooled states (zeros where there is no text)
 
 
 def train(
@@ -157,7 +162,6 @@ def train(
     model_config: ModelConfig,
     config: TrainConfig,
     *,
-    template: PromptTemplate = DEFAULT_TEMPLATE,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     progress: Callable[[dict[str, float]], None] | None = None,
@@ -169,7 +173,7 @@ def train(
     check_minimums(table, funnel.label_column, min_positives=config.min_train_positives, min_negatives=config.min_train_negatives)
     if config.threads:
         torch.set_num_threads(config.threads)
-    bf16 = is_bf16_available() if config.bf16 is None else config.bf16
+    bf16 = resolve_dtype(config.dtype) == torch.bfloat16
     # bf16 autocast is applied here, not through Accelerate's process-wide mixed-precision state,
     # so runs with different settings can share a process.
     accelerator = accelerator or Accelerator(
@@ -182,15 +186,17 @@ def train(
     started = time.perf_counter()
 
     backbone = load_backbone(model_config.backbone)
-    model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, template))
+    split = validation_slice(table, config.val_fraction)
+    side_encoder = SideEncoder(features).fit(split.train) if model_config.side_input else None
+    side_width = side_encoder.width if side_encoder is not None else 0
+    model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, model_config.prompt), side_width)
     if config.gradient_checkpointing and model_config.mode == "lora":
         model.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     saved = _latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir is not None else None
     if model_config.mode == "lora" and config.head_start_steps and saved is None:  # a checkpoint holds the heads
-        model.heads.load_state_dict(_heads_fitted_on_frozen_reading(table, features, funnel, model_config, config, template, accelerator))
-    split = validation_slice(table, config.val_fraction)
-    train_data = _prepare(split.train, features, funnel, model_config, template, backbone)
-    val_data = _prepare(split.test, features, funnel, model_config, template, backbone)
+        model.heads.load_state_dict(_heads_fitted_on_frozen_reading(table, features, funnel, model_config, config, accelerator))
+    train_data = _prepare(split.train, features, funnel, model_config, backbone, side_encoder)
+    val_data = _prepare(split.test, features, funnel, model_config, backbone, side_encoder)
     if model_config.mode == "frozen":
         dtype = torch.bfloat16 if bf16 else torch.float32
         cache = FeatureCache.for_model(model, backbone.checksum, dtype)
@@ -198,12 +204,7 @@ def train(
         # one process per machine reads the leads into the disk cache first; the others then find them there
         with accelerator.local_main_process_first():
             for part in (train_data, val_data):
-                with tqdm(total=len(part.prompts), desc="reading leads (frozen, cached)", unit="lead",
-                          disable=not accelerator.is_main_process, leave=False) as bar:
-                    part.features = extract_features(
-                        model, part.prompts, part.token_ids, cache, pad_id=backbone.tokenizer.pad_token_id,
-                        batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update,
-                    )
+                part.features = _read_frozen(model, part, backbone.tokenizer, cache, config, dtype, accelerator.is_main_process)
 
     sampler = FunnelBatchSampler(
         train_data.labels.numpy(), train_data.membership.numpy(), config.batch_size,
@@ -290,12 +291,29 @@ def train(
         val_point=val_point,
         val_pair=val_pair,
         margins=(core.margins() if core.margins is not None else margins).tolist(),
+        side_encoder=side_encoder,
     )
+
+
+def _read_frozen(
+    model: ASLLR, data: _Data, tokenizer, cache: FeatureCache, config: TrainConfig, dtype: torch.dtype, show: bool
+) -> torch.Tensor:
+    """Pooled states of every row: read (or found in the cache) for leads with text, zeros for the rest."""
+    rows = torch.nonzero(data.has_text).flatten().tolist()
+    features = torch.zeros((len(data.prompts), model.causal_lm.config.hidden_size))
+    with tqdm(total=len(rows), desc="reading leads (frozen, cached)", unit="lead", disable=not show, leave=False) as bar:
+        read = extract_features(
+            model, [data.prompts[i] for i in rows], tokenizer, cache,
+            batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update,
+        )
+    if rows:
+        features[rows] = read
+    return features
 
 
 def _heads_fitted_on_frozen_reading(
     table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, config: TrainConfig,
-    template: PromptTemplate, accelerator: Accelerator,
+    accelerator: Accelerator,
 ) -> dict[str, torch.Tensor]:
     """Head weights trained for ``head_start_steps`` on the backbone's frozen reading of ``table``.
 
@@ -305,7 +323,7 @@ def _heads_fitted_on_frozen_reading(
     probe = train(
         table, features, funnel, model_config.model_copy(update={"mode": "frozen"}),
         config.model_copy(update={"head_start_steps": 0, "max_steps": config.head_start_steps}),
-        template=template, accelerator=accelerator,
+        accelerator=accelerator,
     )
     return probe.model.heads.state_dict()
 
@@ -325,16 +343,21 @@ def _prepare(
     features: FeatureSpec,
     funnel: FunnelSpec,
     model_config: ModelConfig,
-    template: PromptTemplate,
     backbone: Backbone,
+    side_encoder: SideEncoder | None,
 ) -> _Data:
-    prompts = build_prompts(frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, template)
+    prompts = build_prompts(
+        frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, model_config.prompt,
+        dialogue_only=model_config.reading == "dialogue",
+    )
     return _Data(
         labels=torch.tensor(frame[funnel.label_column].astype(int).to_numpy(), dtype=torch.float32),
         membership=torch.as_tensor(tier_membership(frame, funnel)),
         prompts=prompts,
-        token_ids=tokenize(backbone.tokenizer, prompts),
+        token_ids=tokenize(backbone.tokenizer, prompts) if model_config.mode == "lora" else [],
         pad_id=backbone.tokenizer.pad_token_id,
+        has_text=torch.tensor([bool(p) for p in prompts], dtype=torch.bool),
+        side=None if side_encoder is None else torch.from_numpy(side_encoder.transform(frame)),
     )
 
 
@@ -352,18 +375,20 @@ def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 
 def _forward(model, core: ASLLR, data: _Data, batch: list[int], device: torch.device):
-    """(point logits, pair scores, answer logits or None) for the rows ``batch`` of ``data``."""
+    """(point logits, pair scores, answer logits or None, rows of ``batch`` they belong to or None = all)."""
+    side = None if data.side is None else data.side[batch].to(device)
+    has_text = data.has_text[batch].to(device)
     if data.features is not None:
-        out = model(pooled=data.features[batch].to(device))
+        out = model(pooled=data.features[batch].to(device), side=side, has_text=has_text)
     else:
         input_ids, attention_mask = collate([data.token_ids[i] for i in batch], data.pad_id)
-        out = model(input_ids.to(device), attention_mask.to(device))
-    return out.point_logits, out.pair_scores, out.answer_logits
+        out = model(input_ids.to(device), attention_mask.to(device), side=side, has_text=has_text)
+    return out.point_logits, out.pair_scores, out.answer_logits, out.read_rows
 
 
 def _step_loss(model, core: ASLLR, data: _Data, batch: list[int], margins, funnel: FunnelSpec, config: TrainConfig, accelerator):
     device = accelerator.device
-    point, pair, answer_logits = _forward(model, core, data, batch, device)
+    point, pair, answer_logits, read_rows = _forward(model, core, data, batch, device)
     labels = data.labels[batch].to(device)
     weights = config.loss_weights
     bce = bce_loss(point, labels)
@@ -379,7 +404,7 @@ def _step_loss(model, core: ASLLR, data: _Data, batch: list[int], margins, funne
             parts[f"pairs_{name}"] = stats["pairs"][t].item()
             parts[f"acc_{name}"] = stats["accuracy"][t].item()
     if answer_logits is not None and weights.ce > 0:
-        ce = answer_ce(answer_logits, labels, *core.answer_ids)
+        ce = answer_ce(answer_logits, labels if read_rows is None else labels[read_rows], *core.answer_ids)
         loss = loss + weights.ce * ce
         parts["ce"] = ce.item()
     parts["loss"] = loss.item()
@@ -407,7 +432,7 @@ def score_parts(core: ASLLR, data: _Data, batch_size: int, device: torch.device)
     points, pairs = np.zeros(len(data.labels)), np.zeros(len(data.labels))
     for start in range(0, len(data.labels), batch_size):
         batch = list(range(start, min(start + batch_size, len(data.labels))))
-        point, pair, _ = _forward(core, core, data, batch, device)
+        point, pair, _, _ = _forward(core, core, data, batch, device)
         points[batch], pairs[batch] = point.float().cpu().numpy(), pair.float().cpu().numpy()
     core.train(was_training)
     return points, pairs

@@ -60,6 +60,14 @@ def read_specs(features: Path | None, funnel: Path | None) -> tuple[FeatureSpec,
     )
 
 
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help="'auto' (bf16 where the CPU has native bf16 instructions, AVX512_BF16 or AMX, or on a bf16 GPU; fp32 elsewhere), "
+        "'fp32' or 'bf16'. Forced bf16 on a CPU without them runs ~4x slower than fp32.",
+    ),
+]
 RankByOption = Annotated[
     str | None, typer.Option("--rank-by", help="'pair' (HPRO head), 'point' (probability head) or 'blend'; default: the model's choice.")
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from leadrank.cli._common import FeaturesOption, FunnelOption, handle_errors, read_specs, app, console
+from leadrank.cli._common import DtypeOption, FeaturesOption, FunnelOption, handle_errors, read_specs, app, console
 
 @app.command()
 @handle_errors
@@ -29,6 +29,7 @@ def retrain(
     segment_column: Annotated[
         str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
     ] = None,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Train a candidate on the newest data; publish it only if it ranks the newest leads about as well as the current model."""
     from leadrank.data.io import read_table
@@ -37,7 +38,7 @@ def retrain(
 
     feature_spec, funnel_spec = read_specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
-    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed}.items() if v is not None}
+    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "dtype": dtype}.items() if v is not None}
     run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
     table = read_table(data)
     with console.status("Training the candidate..."):

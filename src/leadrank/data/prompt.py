@@ -45,6 +45,7 @@ Answer:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -563,8 +564,11 @@ def _tail(newest: str, omitted: int, tokenizer: Any, max_tokens: int) -> str:
 # --------------------------------------------------------------------------- prompts
 
 
-def _assemble(tabular: str, dialogue_block: str, template: PromptTemplate) -> str:
-    parts = [template.instruction, _tabular_block(tabular), dialogue_block, f"{template.question}\n{ANSWER_CUE}"]
+def _assemble(tabular: str | None, dialogue_block: str, template: PromptTemplate) -> str:
+    """The prompt; ``tabular=None`` leaves the CRM block out (the dialogue-only reading)."""
+    parts = [template.instruction, dialogue_block, f"{template.question}\n{ANSWER_CUE}"]
+    if tabular is not None:
+        parts.insert(1, _tabular_block(tabular))
     return "\n\n".join(parts)
 
 
@@ -630,8 +634,14 @@ def build_prompts(
     tokenizer: Any = None,
     max_dialogue_tokens: int | None = None,
     template: PromptTemplate = DEFAULT_TEMPLATE,
+    *,
+    dialogue_only: bool = False,
 ) -> list[str]:
     """:func:`build_prompt` for every row of ``table``, in row order.
+
+    With ``dialogue_only=True`` the prompts leave the CRM fields out (the model reads them as
+    a side input instead) and a lead with no dialogue text left to show gets ``""``: there is
+    nothing for the language model to read.
 
     Columns are checked once up front. With a budget, dialogues (their newest turns when
     long, as in :func:`truncate_dialogue`) are measured in batches (fast tokenizers work in
@@ -654,12 +664,14 @@ def build_prompts(
         )
     # Column by column: the same values and text as build_prompt, without a dict per row.
     n_rows = len(table)
-    lines = [[f"- {f.label}: {format_value(v, f)}" for v in table[f.name].tolist()] for f in spec.features]
-    tabular = ["\n".join(parts) for parts in zip(*lines, strict=True)] if lines else [""] * n_rows
     column = spec.dialogue_column
     values = table[column].tolist() if column is not None else [None] * n_rows
     dialogues = [_dialogue_text({column: value}, spec) for value in values]
     shown = _fit_dialogues(dialogues, tokenizer, max_dialogue_tokens)
+    if dialogue_only:
+        return [_assemble(None, _dialogue_block(d, text), template) if text else "" for d, text in zip(dialogues, shown, strict=True)]
+    lines = [[f"- {f.label}: {format_value(v, f)}" for v in table[f.name].tolist()] for f in spec.features]
+    tabular = ["\n".join(parts) for parts in zip(*lines, strict=True)] if lines else [""] * n_rows
     return [
         _assemble(block, _dialogue_block(original, text), template)
         for block, original, text in zip(tabular, dialogues, shown, strict=True)
@@ -667,7 +679,11 @@ def build_prompts(
 
 
 def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | None) -> list[str]:
-    """Normalised dialogues, truncated to ``max_tokens`` where needed (as truncate_dialogue does)."""
+    """Normalised dialogues, truncated to ``max_tokens`` where needed (as truncate_dialogue does).
+
+    A dialogue this process already cut with the same tokenizer and budget is not measured
+    again (:data:`_CUTS`): training, validation and scoring of one table cut each dialogue once.
+    """
     joined = ["\n".join(split_turns(d)) for d in dialogues]
     if max_tokens is None:
         return joined
@@ -675,8 +691,12 @@ def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | N
         return [""] * len(joined)
     out = list(joined)
     chars = _CHARS_PER_TOKEN * (max_tokens + 1)
+    memo = _CUTS.get(_fingerprint(tokenizer), max_tokens)
+    for i, text in enumerate(joined):
+        if text in memo:
+            out[i] = memo[text]
     for begin in range(0, len(joined), _BATCH):
-        todo = [i for i in range(begin, min(begin + _BATCH, len(joined))) if joined[i]]
+        todo = [i for i in range(begin, min(begin + _BATCH, len(joined))) if joined[i] and joined[i] not in memo]
         if not todo:
             continue
         turns = [joined[i].split("\n") for i in todo]
@@ -685,4 +705,39 @@ def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | N
         for i, t, first, (count, starts) in zip(todo, turns, firsts, measured, strict=True):
             shown = _settle(t, tokenizer, max_tokens, first, count, starts)
             out[i] = shown if shown is not None else _fit(t, tokenizer, max_tokens, chars * 4)
+            memo[joined[i]] = out[i]
+    _CUTS.trim()
     return out
+
+
+def _fingerprint(tokenizer: Any) -> str | None:
+    """A digest of a fast tokenizer's whole definition (vocabulary, merges, normaliser); None otherwise."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    cached = getattr(tokenizer, "_leadrank_fingerprint", None)
+    if cached is None:
+        cached = hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()
+        tokenizer._leadrank_fingerprint = cached
+    return cached
+
+
+class _CutMemo:
+    """Dialogue -> the text kept of it, per (tokenizer fingerprint, budget); at most ``limit`` dialogues in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._tables: dict[tuple[str, int], dict[str, str]] = {}
+
+    def get(self, fingerprint: str | None, max_tokens: int) -> dict[str, str]:
+        if fingerprint is None:
+            return {}  # a slow tokenizer without a definition to fingerprint: never memoised
+        return self._tables.setdefault((fingerprint, max_tokens), {})
+
+    def trim(self) -> None:
+        """Forget everything once over the limit (cheap, and memory stays bounded)."""
+        if sum(len(t) for t in self._tables.values()) > self.limit:
+            self._tables.clear()
+
+
+_CUTS = _CutMemo(limit=250_000)

@@ -36,6 +36,16 @@ class ModelConfig(BaseModel):
     # backbone
     backbone: str = Field(default="smollm2-135m", description="'smollm2-135m', 'tiny', or a local Hugging Face causal-LM folder.")
     mode: Literal["lora", "frozen"] = Field(default="lora", description="'lora': fine-tune (the paper); 'frozen': heads on cached hidden states.")
+    # what the model reads
+    reading: Literal["prompt", "dialogue"] = Field(
+        default="prompt",
+        description="'prompt': the CRM fields and the dialogue as text (the paper); 'dialogue': the dialogue only "
+        "(far fewer tokens; a lead without dialogue is not read at all), the fields reach the heads as the side input.",
+    )
+    side_input: bool = Field(
+        default=False, description="The heads also read the lead's tabular encoding (fitted on the training part, saved with the model)."
+    )
+    prompt: PromptTemplate = Field(default_factory=PromptTemplate, description="The prompt's instruction, question and answer words.")
     # reading the lead
     pooling: Literal["last", "mean"] = Field(default="last", description="'last': last token (the paper); 'mean': mean over tokens.")
     pool_layer: int = Field(default=-1, description="Hidden-state layer the heads read (0 = embeddings, -1 = final).")
@@ -54,6 +64,11 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        if self.reading == "dialogue" and not self.side_input:
+            raise ValueError(
+                "reading='dialogue' leaves the CRM fields out of the prompt, so without the side input the model would "
+                "never see them; set side_input: true (or reading: prompt)."
+            )
         if self.mode == "lora" and self.pool_layer != -1:
             raise ValueError(
                 f"mode='lora' trains through the final layer but pool_layer={self.pool_layer}; use pool_layer=-1 with LoRA "
@@ -83,15 +98,30 @@ class _Head(nn.Sequential):
 
 
 class ScoringHeads(nn.Module):
-    """The pointwise and pairwise heads; trained alone on cached features in frozen mode."""
+    """The pointwise and pairwise heads on [LLM reading ⊕ side input]; trained alone in frozen mode.
 
-    def __init__(self, width: int, hidden: int = 128, dropout: float = 0.5) -> None:
+    A lead the language model did not read (no text: ``has_text`` False) gets the learned
+    ``no_text`` vector as its reading.
+    """
+
+    def __init__(self, width: int, side_width: int = 0, hidden: int = 128, dropout: float = 0.5) -> None:
         super().__init__()
-        self.point = _Head(width, hidden, dropout)
-        self.pair = _Head(width, hidden, dropout)
+        self.side_width = side_width
+        self.no_text = nn.Parameter(torch.zeros(width))
+        self.point = _Head(width + side_width, hidden, dropout)
+        self.pair = _Head(width + side_width, hidden, dropout)
 
-    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pooled: torch.Tensor, side: torch.Tensor | None = None, has_text: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = pooled.float()
+        if has_text is not None:
+            pooled = torch.where(has_text.to(pooled.device).unsqueeze(-1), pooled, self.no_text)
+        if self.side_width:
+            if side is None or side.shape[-1] != self.side_width:
+                got = None if side is None else tuple(side.shape)
+                raise ValueError(f"these heads read a side input of width {self.side_width}; got {got}")
+            pooled = torch.cat([pooled, side.float().to(pooled.device)], dim=-1)
         return self.point(pooled).squeeze(-1), self.pair(pooled).squeeze(-1)
 
 
@@ -99,14 +129,15 @@ class ScoringHeads(nn.Module):
 class ASLLROutput:
     point_logits: torch.Tensor  # (B,) logit of lock-in
     pair_scores: torch.Tensor  # (B,) ranking score
-    answer_logits: torch.Tensor | None  # (B, vocab) next-token logits after "Answer:"; None from pooled states
-    pooled: torch.Tensor  # (B, width) what the heads read
+    answer_logits: torch.Tensor | None  # (R, vocab) next-token logits after "Answer:" of the rows read; None from pooled states
+    pooled: torch.Tensor  # (B, width) the LLM's reading (zeros where a lead has no text)
+    read_rows: torch.Tensor | None = None  # (R,) batch rows the LLM read, in answer_logits order; None = all rows
 
 
 class ASLLR(nn.Module):
     """The three-head ranker around a causal LM."""
 
-    def __init__(self, causal_lm: PreTrainedModel, config: ModelConfig, answer_ids: tuple[int, int]) -> None:
+    def __init__(self, causal_lm: PreTrainedModel, config: ModelConfig, answer_ids: tuple[int, int], side_width: int = 0) -> None:
         super().__init__()
         self.config = config
         self.answer_ids = answer_ids
@@ -119,7 +150,9 @@ class ASLLR(nn.Module):
             if self.reads_inner_layer:
                 _truncate(causal_lm, config.pool_layer % (causal_lm.config.num_hidden_layers + 1))
             self.lm = causal_lm
-        self.heads = ScoringHeads(width, config.head_hidden, config.head_dropout)
+        if config.side_input != (side_width > 0):
+            raise ValueError(f"side_input={config.side_input} in the ModelConfig but side_width={side_width}; pass the side encoder's width.")
+        self.heads = ScoringHeads(width, side_width, config.head_hidden, config.head_dropout)
         self.margins: nn.Module | None = None  # learned tier margins, set by training when asked
 
     @property
@@ -150,15 +183,35 @@ class ASLLR(nn.Module):
         attention_mask: torch.Tensor | None = None,
         *,
         pooled: torch.Tensor | None = None,
+        side: torch.Tensor | None = None,
+        has_text: torch.Tensor | None = None,
     ) -> ASLLROutput:
-        """Read token ids, or, given ``pooled`` states (frozen mode), run the heads only."""
-        answer_logits = None
+        """Read token ids, or, given ``pooled`` states (frozen mode), run the heads only.
+
+        ``has_text`` (B,) bool marks the leads there is text for; the others are not read
+        (the language model does not run for them) and the heads see the ``no_text`` vector.
+        """
+        answer_logits, read_rows = None, None
         if pooled is None:
-            pooled, last = self.encode(input_ids, attention_mask)
-            if last is not None:
-                answer_logits = self.causal_lm.get_output_embeddings()(last)
-        point, pair = self.heads(pooled)
-        return ASLLROutput(point, pair, answer_logits, pooled)
+            pooled, answer_logits, read_rows = self._read(input_ids, attention_mask, has_text)
+        point, pair = self.heads(pooled, side, has_text)
+        return ASLLROutput(point, pair, answer_logits, pooled, read_rows)
+
+    def _read(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, has_text: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(pooled states of every row, answer logits of the rows read, which rows were read)."""
+        rows = None if has_text is None or bool(has_text.all()) else torch.nonzero(has_text).flatten()
+        width = self.causal_lm.config.hidden_size
+        if rows is not None and rows.numel() == 0:
+            return torch.zeros((input_ids.shape[0], width), device=input_ids.device), None, rows
+        ids, mask = (input_ids, attention_mask) if rows is None else (input_ids[rows], attention_mask[rows])
+        read, last = self.encode(ids, mask)
+        answer_logits = None if last is None else self.causal_lm.get_output_embeddings()(last)
+        if rows is None:
+            return read, answer_logits, None
+        pooled = torch.zeros((input_ids.shape[0], width), device=read.device, dtype=read.dtype).index_copy(0, rows.to(read.device), read)
+        return pooled, answer_logits, rows
 
     def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(head parameters, LoRA parameters) for differential learning rates."""

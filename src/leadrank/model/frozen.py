@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerBase
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from leadrank._files import atomic_path
 from leadrank.model.asllr import ASLLR
 from leadrank.model.backbone import cache_dir
-from leadrank.model.inputs import collate, length_sorted_batches
+from leadrank.model.inputs import collate, length_sorted_batches, tokenize
 
 Progress = Callable[[int], None]
 
@@ -63,19 +64,26 @@ class FeatureCache:
 def extract_features(
     model: ASLLR,
     prompts: Sequence[str],
-    token_ids: Sequence[Sequence[int]],
+    tokenizer: PreTrainedTokenizerBase,
     cache: FeatureCache | None,
     *,
-    pad_id: int,
     batch_size: int = 16,
+    max_batch_tokens: int | None = None,
     dtype: torch.dtype = torch.float32,
     progress: Progress | None = None,
 ) -> torch.Tensor:
-    """``(len(prompts), width)`` float32 pooled states; cached rows are read, the rest computed."""
+    """``(len(prompts), width)`` float32 pooled states; cached rows are read, the rest computed.
+
+    Only the rows not in the cache are tokenized and go through the model, in length-sorted
+    batches of at most ``batch_size`` rows and, when given, ``max_batch_tokens`` padded tokens.
+    """
+    if not prompts:
+        return torch.zeros((0, model.causal_lm.config.hidden_size))
     keys = [prompt_key(p) for p in prompts]
     cached = cache.get(keys) if cache is not None else {}
     todo = [i for i, key in enumerate(keys) if key not in cached]
-    computed = _compute(model, [token_ids[i] for i in todo], pad_id, batch_size, dtype, progress)
+    token_ids = tokenize(tokenizer, [prompts[i] for i in todo])
+    computed = _compute(model, token_ids, tokenizer.pad_token_id, batch_size, max_batch_tokens, dtype, progress)
     if cache is not None and todo:
         cache.put([keys[i] for i in todo], computed)
     if progress is not None and len(todo) < len(keys):
@@ -90,6 +98,7 @@ def _compute(
     token_ids: Sequence[Sequence[int]],
     pad_id: int,
     batch_size: int,
+    max_batch_tokens: int | None,
     dtype: torch.dtype,
     progress: Progress | None,
 ) -> torch.Tensor:
@@ -99,7 +108,7 @@ def _compute(
     device = next(model.parameters()).device
     out = torch.zeros((len(token_ids), model.causal_lm.config.hidden_size))
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    for batch in length_sorted_batches([len(t) for t in token_ids], batch_size):
+    for batch in length_sorted_batches([len(t) for t in token_ids], batch_size, max_batch_tokens):
         input_ids, attention_mask = collate([token_ids[i] for i in batch], pad_id)
         with autocast:
             pooled, _ = model.encode(input_ids.to(device), attention_mask.to(device))

@@ -12,12 +12,15 @@ _TOKENIZE_CHUNK = 1024
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> list[list[int]]:
-    """Token ids per prompt. Special-token text inside a prompt (e.g. "<|im_end|>" typed in a
-    dialogue) is split into ordinary tokens, so lead text can never inject control tokens."""
-    ids: list[list[int]] = []
-    for start in range(0, len(prompts), _TOKENIZE_CHUNK):
-        chunk = list(prompts[start : start + _TOKENIZE_CHUNK])
-        ids += tokenizer(chunk, split_special_tokens=True)["input_ids"]
+    """Token ids per prompt; an empty prompt (nothing to read) has none. Special-token text inside
+    a prompt (e.g. "<|im_end|>" typed in a dialogue) is split into ordinary tokens, so lead text
+    can never inject control tokens."""
+    ids: list[list[int]] = [[] for _ in prompts]
+    texts = [i for i, prompt in enumerate(prompts) if prompt]
+    for start in range(0, len(texts), _TOKENIZE_CHUNK):
+        chunk = texts[start : start + _TOKENIZE_CHUNK]
+        for i, row in zip(chunk, tokenizer([prompts[i] for i in chunk], split_special_tokens=True)["input_ids"], strict=True):
+            ids[i] = row
     return ids
 
 
