@@ -220,7 +220,7 @@ class TestDescribe:
 
 class TestDemo:
     def test_end_to_end(self, tmp_path: Path, isolated_cache: None) -> None:
-        # the demo's story on a tiny backbone: the real one reads 2,000 leads with SmolLM2 (minutes)
+        # the demo's story on a tiny backbone: the real one reads 12,000 sparse leads with SmolLM2 (minutes)
         config = tmp_path / "tiny.yaml"
         config.write_text(
             "model:\n  mode: frozen\n  pooling: mean\n  pool_layer: 1\n  max_dialogue_tokens: 32\n"
@@ -228,7 +228,7 @@ class TestDemo:
             encoding="utf-8",
         )
         out_dir = tmp_path / "demo"
-        result = invoke("demo", "--n", "400", "--out", out_dir, "--backbone", "tiny", "--config", config)
+        result = invoke("demo", "--n", "1500", "--out", out_dir, "--backbone", "tiny", "--config", config)
         assert result.exit_code == 0, result.output
         out = text(result.output)
         for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
@@ -236,8 +236,9 @@ class TestDemo:
         results = json.loads((out_dir / "demo" / "results.json").read_text())
         names = [row["model"] for row in results["summary"]]
         assert names == [
-            "Funnel + recency rule", "Logistic regression", "LightGBM tabular", "LightGBM tabular + TF-IDF",
-            "asLLR without HPRO", "asLLR with HPRO", "oracle (true propensity)",
+            "Logistic regression", "Logistic regression tabular + TF-IDF", "LightGBM tabular + TF-IDF",
+            "LightGBM tabular + TF-IDF + HPRO (paper tiers)", "asLLR, BCE only", "asLLR + HPRO (paper tiers)",
+            "oracle (true propensity)",
         ]
         for name in names:  # a table row: the name, then a cell border, then the AUC
             assert re.search(rf"{re.escape(name)}\s+\S\s+1\s+\S\s+0\.\d{{3}}\s", out), name

@@ -106,11 +106,15 @@ class TestSharedRuns:
         table2 = load_predictions(cheap_suites["table2"])
         rankby = load_predictions(cheap_suites["rankby"])
         margins = load_predictions(cheap_suites["margins"])
-        with_hpro = table2[table2["model"] == "asLLR with HPRO"]["score"].to_numpy()
-        by_pair = rankby[rankby["model"] == "asLLR + HPRO, rank by pair"]["score"].to_numpy()
-        paper = margins[margins["model"].str.startswith("asLLR + HPRO, margins as configured")]["score"].to_numpy()
-        np.testing.assert_array_equal(with_hpro, by_pair)
-        np.testing.assert_array_equal(with_hpro, paper)
+        for seed in (0, 1):
+            def scores(frame, model):  # noqa: ANN001, ANN202
+                return frame[(frame["model"] == model) & (frame["seed"] == seed)]["score"].to_numpy()
+
+            with_hpro = scores(table2, "asLLR with HPRO")  # ranked as the model chose on its validation slice
+            by = {k: scores(rankby, f"asLLR + HPRO, rank by {k}") for k in ("pair", "point", "blend")}
+            paper = margins[margins["model"].str.startswith("asLLR + HPRO, margins as configured") & (margins["seed"] == seed)]
+            assert any(np.array_equal(with_hpro, ranked) for ranked in by.values())
+            np.testing.assert_array_equal(by["pair"], paper["score"].to_numpy())
 
     def test_rank_by_point_orders_as_the_calibrated_probability(self, cheap_suites: dict[str, Path]) -> None:
         rankby = load_predictions(cheap_suites["rankby"])
@@ -168,7 +172,12 @@ class TestConfig:
             BenchConfig(suites=("table2",), out=tmp_path, seeds=(0, 0))
 
     def test_all_means_the_paper_suites(self) -> None:
-        assert set(PAPER_SUITES) == set(SUITES) - {"demo"}
+        assert set(PAPER_SUITES) == set(SUITES) - {"demo", "regime"}
+
+    def test_suites_that_simulate_different_data_are_not_mixed(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="run them separately"):
+            BenchConfig(suites=("regime", "table2"), out=tmp_path)
+        BenchConfig(suites=("regime", "table2"), out=tmp_path, n=500, synth_preset="default", one_set=True)  # explicit: fine
 
 
 class TestCommandLine:
@@ -203,3 +212,61 @@ class TestCTRSuites:
         assert "LightGBM tabular + TF-IDF + frozen asLLR embedding" in transfer
         assert "DeepFM + frozen asLLR embedding" in transfer
         assert len(transfer) == 2 + 2 * 6 + 1  # LightGBM x2, six CTR models x2, oracle
+
+
+SIDE_CONFIG = CONFIG.replace("  max_dialogue_tokens: 32\n", "  max_dialogue_tokens: 32\n  reading: dialogue\n  side_input: true\n")
+
+
+@pytest.mark.slow
+class TestRegimeSuite:
+    """The default bench: one sparse set, seeds vary the models, a learning curve, intervals and paired differences."""
+
+    @pytest.fixture(scope="class")
+    def regime(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        config_file = tmp_path_factory.mktemp("regime") / "side.yaml"
+        config_file.write_text(SIDE_CONFIG, encoding="utf-8")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
+            config = BenchConfig(suites=("regime",), out=tmp_path_factory.mktemp("out"), seeds=(0, 1), n=1500,
+                                 train_sizes=(500,), backbone="tiny", config_file=config_file)
+            (folder,) = run_bench(config)
+        return folder
+
+    def test_one_set_for_every_seed(self, regime: Path) -> None:
+        results = load_results(regime)
+        assert isinstance(results.data["test_rows"], int)  # one set: one size, not one per seed
+        assert "one set" in results.data["source"] and "default preset" in results.data["source"]
+
+    def test_the_learning_curve_has_every_model_at_every_size_and_seed(self, regime: Path) -> None:
+        results = json.loads((regime / "results.json").read_text(encoding="utf-8"))
+        curve = {(r["model"], r["train_size"], r["seed"]) for r in results["learning_curve"]}
+        models = {m for m, _, _ in curve}
+        sizes = {size for _, size, _ in curve}
+        assert len(sizes) == 2 and min(sizes) == 500
+        for model in ("asLLR, BCE only", "asLLR + HPRO (paper tiers)", "asLLR + HPRO (total order)",
+                      "LightGBM tabular + TF-IDF + HPRO (paper tiers)", "Logistic regression tabular + TF-IDF"):
+            assert {(model, size, seed) for size in sizes for seed in (0, 1)} <= curve
+        assert "CatBoost tabular + text" in models and ("CatBoost tabular + text", 500, 0) not in curve  # full size only
+        assert (regime / "figures" / "learning_curve_auc.png").read_bytes().startswith(b"\x89PNG")
+
+    def test_headline_rows_are_the_full_training_part_with_intervals(self, regime: Path) -> None:
+        results = json.loads((regime / "results.json").read_text(encoding="utf-8"))
+        headline = {row["model"] for row in results["summary"]}
+        assert "no dialogue: Logistic regression" in headline and "oracle (true propensity)" in headline
+        assert any(m.startswith("no dialogue: asLLR") for m in headline)
+        assert set(results["intervals"]) == headline
+        for by_metric in results["intervals"].values():
+            for point, low, high in by_metric.values():
+                assert low <= point <= high
+        predictions = load_predictions(regime)
+        assert set(predictions["model"]) == headline  # the curve's smaller sizes are not in predictions.parquet
+
+    def test_paired_differences_at_every_size(self, regime: Path) -> None:
+        results = json.loads((regime / "results.json").read_text(encoding="utf-8"))
+        pairs = {(d["model"], d["versus"], d["train_size"], d["metric"]) for d in results["differences"]}
+        sizes = {d["train_size"] for d in results["differences"]}
+        assert ("asLLR + HPRO (paper tiers)", "asLLR, BCE only", 500, "auc") in pairs and len(sizes) == 2
+        for d in results["differences"]:
+            assert d["difference"][1] <= d["difference"][0] <= d["difference"][2]
+        assert "Paired bootstrap differences" in (regime / "results.md").read_text(encoding="utf-8")
+

@@ -17,48 +17,66 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from accelerate.utils import is_bf16_available
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
 import leadrank
 from leadrank._files import write_text_atomic
-from leadrank.artifact import blend_scores, fit_calibration
+from leadrank import artifact as artifacts
+from leadrank.artifact import blend_scores
 from leadrank.baselines import (
     CTR_MODELS,
+    CatBoostTextBaseline,
     CTRBaseline,
     FunnelDirect,
     FunnelRecencyRule,
     FunnelTwoStage,
     GBDTBaseline,
     GBDTConfig,
+    GBDTHPROBaseline,
     LogisticBaseline,
+    PairwiseLogisticBaseline,
 )
 from leadrank.baselines._columns import DEFAULT_STAGE_COLUMN
-from leadrank.config import ID_COLUMN, FeatureSpec, FunnelSpec
+from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.io import write_table
 from leadrank.data.profile import ORACLE_COLUMN
-from leadrank.data.prompt import DEFAULT_TEMPLATE, build_prompts
+from leadrank.data.prompt import build_prompts
 from leadrank.data.split import TimeSplit, check_no_leakage, time_split
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.metrics import k_label, precision_at, ranking_report, top_count
+from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
+from leadrank.hardware import describe, resolve_dtype
+from leadrank.inference import ScoreConfig, Scorer
 from leadrank.model.asllr import ASLLR, answer_token_ids
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache, extract_features
-from leadrank.model.inputs import tokenize
 from leadrank.training import RunConfig, TrainResult, train
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
 MIN_LEADS_FOR_PRECISION = 20
 #: Width of the asLLR text embedding given to the baselines in the transfer suite (PCA of the reading).
 EMBEDDING_DIM = 16
+#: Width of the dialogue's TF-IDF, reduced by truncated SVD, that the linear models read in the regime suite.
+TFIDF_SVD_DIM = 64
+#: The heads' tuning grid in the regime suite: BCE-only and HPRO runs each get all of it, and keep the
+#: point with the best AUC on their validation slice (the newest leads of their training part).
+HEADS_GRID: tuple[dict, ...] = ({"lr_heads": 1e-3, "weight_decay": 0.0}, {"lr_heads": 3e-4, "weight_decay": 0.01})
+#: The model pairs whose paired bootstrap difference the regime suite reports at every training size.
+REGIME_DIFFERENCES = (
+    ("asLLR + HPRO (paper tiers)", "asLLR, BCE only"),
+    ("asLLR + HPRO (total order)", "asLLR, BCE only"),
+    ("LightGBM tabular + TF-IDF + HPRO (paper tiers)", "LightGBM tabular + TF-IDF"),
+    ("LightGBM tabular + TF-IDF + HPRO (total order)", "LightGBM tabular + TF-IDF"),
+    ("Logistic regression tabular + TF-IDF + HPRO (paper tiers)", "Logistic regression tabular + TF-IDF"),
+)
 
 
 def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
@@ -93,7 +111,12 @@ def compare_baselines(split: TimeSplit, features: FeatureSpec, funnel: FunnelSpe
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to run and on which data; ``data=None`` simulates ``n`` dense leads per seed."""
+    """What to run and on which data.
+
+    ``data=None`` simulates: ``n`` leads of the ``synth_preset`` (None: the suites' own data,
+    :class:`SuiteData`), one set for all seeds when ``one_set`` (the seeds then vary the models
+    only) or a fresh set per seed.
+    """
 
     suites: tuple[str, ...]
     out: Path
@@ -102,7 +125,10 @@ class BenchConfig:
     data_name: str = ""
     features: FeatureSpec = field(default_factory=FeatureSpec.nev_default)
     funnel: FunnelSpec = field(default_factory=FunnelSpec.paper_default)
-    n: int = 4000
+    n: int | None = None
+    synth_preset: str | None = None
+    one_set: bool | None = None
+    train_sizes: tuple[int, ...] = (7_500, 15_000, 30_000)
     preset: str = "cpu-quick"
     backbone: str | None = None
     config_file: Path | None = None
@@ -115,6 +141,20 @@ class BenchConfig:
             raise ValueError(f"unknown suite(s) {unknown or '(none given)'}; choose from {sorted(SUITES)} or 'all'.")
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one; got {list(self.seeds)}.")
+        kinds = {SUITES[name].data for name in self.suites}
+        if len(kinds) > 1 and self.data is None and (self.n is None or self.synth_preset is None or self.one_set is None):
+            raise ValueError(
+                f"suites {list(self.suites)} simulate different data by default "
+                f"({', '.join(sorted(f'{k.preset} n={k.n}' for k in kinds))}); run them separately or pass --n and --synth-preset."
+            )
+
+    @property
+    def simulated(self) -> SuiteData:
+        """The simulated data: the suites' own, with what was given explicitly."""
+        own = SUITES[self.suites[0]].data
+        return SuiteData(
+            preset=self.synth_preset or own.preset, n=self.n or own.n, one_set=own.one_set if self.one_set is None else self.one_set
+        )
 
 
 @dataclass(frozen=True)
@@ -125,6 +165,7 @@ class Outcome:
     scores: np.ndarray
     probability: np.ndarray | None = None
     seconds: float = 0.0
+    train_size: int | None = None  # set on the rows of a learning curve
 
 
 # --------------------------------------------------------------------------- asLLR runs
@@ -141,9 +182,11 @@ class AsllrRun:
     margins: list[float]
     result: TrainResult
     seconds: float  # charged to the first row that uses the run; rows that reuse it cost nothing
+    rank_by: str = "point"  # the artifact's choice (on its validation slice): what `leadrank score` ranks by
 
-    def outcome(self, name: str, rank_by: str) -> Outcome:
-        scores = {"point": self.point, "pair": self.pair, "blend": self.blend}[rank_by]
+    def outcome(self, name: str, rank_by: str | None = None) -> Outcome:
+        """The run's test scores ranked by ``rank_by``; None = the model's own choice, as a user gets it."""
+        scores = {"point": self.point, "pair": self.pair, "blend": self.blend}[rank_by or self.rank_by]
         seconds, self.seconds = self.seconds, 0.0
         return Outcome(name, scores, self.probability, seconds)
 
@@ -151,16 +194,46 @@ class AsllrRun:
 class Trial:
     """One seed: its split and specs, and the asLLR runs every suite of the bench shares."""
 
-    def __init__(self, split: TimeSplit, features: FeatureSpec, funnel: FunnelSpec, seed: int, recipe: RunConfig) -> None:
+    def __init__(
+        self, split: TimeSplit, features: FeatureSpec, funnel: FunnelSpec, seed: int, recipe: RunConfig,
+        *, recipe_name: str = "cpu-quick", train_sizes: tuple[int, ...] = (),
+    ) -> None:
         self.split, self.features, self.funnel, self.seed, self.recipe = split, features, funnel, seed, recipe
+        self.recipe_name, self.train_sizes = recipe_name, train_sizes
         self.labels = split.test[funnel.label_column].astype(int).to_numpy()
         self.notes: list[str] = []
         self._runs: dict[str, AsllrRun] = {}
         self._embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._tfidf: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def frozen(self) -> bool:
         return self.recipe.model.mode == "frozen"
+
+    def newest(self, size: int) -> Trial:
+        """This trial trained on only the newest ``size`` leads of its training part (same test part)."""
+        train_part = self.split.train
+        if size >= len(train_part):
+            return self
+        newest = train_part.iloc[np.argsort(pd.to_datetime(train_part[TIME_COLUMN]).to_numpy(), kind="stable")[-size:]]
+        return Trial(replace(self.split, train=newest), self.features, self.funnel, self.seed, self.recipe, recipe_name=self.recipe_name)
+
+    def without_dialogue(self) -> Trial:
+        """This trial on the same split with the dialogue column dropped (a CRM export with no text)."""
+        column = self.features.dialogue_column
+        split = replace(self.split, train=self.split.train.drop(columns=[column]), test=self.split.test.drop(columns=[column]))
+        features = self.features.model_copy(update={"dialogue_column": None})
+        return Trial(split, features, self.funnel, self.seed, self.recipe, recipe_name=self.recipe_name)
+
+    def tfidf_svd(self) -> tuple[np.ndarray, np.ndarray]:
+        """(train, test) TF-IDF n-grams of the dialogue reduced to :data:`TFIDF_SVD_DIM` (fitted on train)."""
+        if self._tfidf is None:
+            column = self.features.dialogue_column
+            vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=5, max_features=20_000, sublinear_tf=True)
+            train_text = vectorizer.fit_transform(self.split.train[column].fillna(""))
+            svd = TruncatedSVD(n_components=TFIDF_SVD_DIM, random_state=0).fit(train_text)
+            self._tfidf = svd.transform(train_text), svd.transform(vectorizer.transform(self.split.test[column].fillna("")))
+        return self._tfidf
 
     def asllr(self, train_overrides: dict, funnel: FunnelSpec | None = None) -> AsllrRun:
         """Train (once per bench run) the recipe with ``train_overrides`` and score the test part."""
@@ -174,13 +247,14 @@ class Trial:
         started = time.perf_counter()
         config = self.recipe.train.model_copy(update={"seed": self.seed, **train_overrides})
         result = train(self.split.train, self.features, funnel, self.recipe.model, config)
-        point, pair = _test_scores(result, self.split.test, self.features, self.recipe)
-        stats = {
-            "point_mean": result.val_point.mean(), "point_std": result.val_point.std() or 1.0,
-            "pair_mean": result.val_pair.mean(), "pair_std": result.val_pair.std() or 1.0,
-        }
-        probability = fit_calibration(result.val_labels, result.val_point).apply(point)
-        return AsllrRun(point, pair, blend_scores(point, pair, stats), probability, result.margins, result, time.perf_counter() - started)
+        # scored as `leadrank score` scores: the artifact's calibration, statistics and ranking choice
+        artifact = artifacts.from_training(result, self.features, funnel, self.recipe.model, config)
+        scorer = Scorer(artifact, ScoreConfig(dtype=config.dtype), reading_cache=self.frozen)
+        point, pair = scorer.raw_scores(self.split.test)
+        return AsllrRun(
+            point, pair, blend_scores(point, pair, artifact.score_stats), artifact.calibration.apply(point), result.margins,
+            result, time.perf_counter() - started, artifact.rank_by,
+        )
 
     def embedding(self, source: str) -> tuple[np.ndarray, np.ndarray]:
         """(train, test) asLLR readings reduced to :data:`EMBEDDING_DIM` by PCA fitted on train.
@@ -192,11 +266,12 @@ class Trial:
             if source == "frozen":
                 model_config = self.recipe.model.model_copy(update={"mode": "frozen"})
                 backbone = load_backbone(model_config.backbone)
-                model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, DEFAULT_TEMPLATE))
-                reader = _Reader(model, backbone.tokenizer, backbone.checksum, model_config.max_dialogue_tokens, cache=True)
+                side_width = 1 if model_config.side_input else 0  # the heads are not used: only the reading
+                model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, model_config.prompt), side_width)
+                reader = _Reader(model, backbone.tokenizer, backbone.checksum, cache=True)
             else:
                 result = self.asllr({}).result
-                reader = _Reader(result.model, result.backbone.tokenizer, result.backbone.checksum, self.recipe.model.max_dialogue_tokens, cache=False)
+                reader = _Reader(result.model, result.backbone.tokenizer, result.backbone.checksum, cache=False)
             train_states, test_states = reader.read(self.split.train, self.features), reader.read(self.split.test, self.features)
             pca = PCA(n_components=min(EMBEDDING_DIM, train_states.shape[1]), random_state=self.seed).fit(train_states)
             self._embeddings[source] = (pca.transform(train_states), pca.transform(test_states))
@@ -210,32 +285,23 @@ class _Reader:
     model: ASLLR
     tokenizer: object
     checksum: str
-    max_dialogue_tokens: int
     cache: bool
 
     def read(self, table: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
-        dtype = torch.bfloat16 if is_bf16_available() else torch.float32
-        prompts = build_prompts(table, features, self.tokenizer, self.max_dialogue_tokens, DEFAULT_TEMPLATE)
+        """The reading of every lead (zeros for a lead with no text to read)."""
+        config = self.model.config
+        dtype = resolve_dtype("auto")
+        prompts = build_prompts(
+            table, features, self.tokenizer, config.max_dialogue_tokens, config.prompt, dialogue_only=config.reading == "dialogue"
+        )
+        rows = [i for i, p in enumerate(prompts) if p]
         cache = FeatureCache.for_model(self.model, self.checksum, dtype) if self.cache else None
-        with tqdm(total=len(prompts), desc="reading leads", unit="lead", leave=False) as bar:
-            states = extract_features(
-                self.model, prompts, tokenize(self.tokenizer, prompts), cache, pad_id=self.tokenizer.pad_token_id,
-                dtype=dtype, progress=bar.update,
-            )
-        return states.numpy()
-
-
-@torch.inference_mode()
-def _test_scores(result: TrainResult, test: pd.DataFrame, features: FeatureSpec, recipe: RunConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(point logits, pair scores) of a trained model on ``test``; frozen readings come from the cache."""
-    model = result.model.eval()
-    reader = _Reader(model, result.backbone.tokenizer, result.backbone.checksum, recipe.model.max_dialogue_tokens, cache=model.config.mode == "frozen")
-    if model.config.mode == "frozen":
-        out = model(pooled=torch.from_numpy(reader.read(test, features)))
-        return out.point_logits.float().numpy(), out.pair_scores.float().numpy()
-    states = torch.from_numpy(reader.read(test, features))  # LoRA: the fine-tuned reading, then the heads
-    point, pair = model.heads(states)
-    return point.float().numpy(), pair.float().numpy()
+        states = np.zeros((len(prompts), self.model.causal_lm.config.hidden_size), dtype=np.float32)
+        with tqdm(total=len(rows), desc="reading leads", unit="lead", leave=False) as bar:
+            texts = [prompts[i] for i in rows]
+            read = extract_features(self.model, texts, self.tokenizer, cache, dtype=dtype, progress=bar.update)
+        states[rows] = read.numpy()
+        return states
 
 
 # --------------------------------------------------------------------------- the suites
@@ -279,7 +345,7 @@ def _asllr_ablation(trial: Trial) -> Iterator[Outcome]:
         trial.notes.append("'+CE' row not run: in frozen mode the answer-token loss has no trainable weights, so it equals the base.")
     else:
         yield trial.asllr({"hpro_weight": 0.0}).outcome("asLLR + CE", "point")
-    yield trial.asllr({}).outcome("asLLR + CE + HPRO", "pair")
+    yield trial.asllr({}).outcome("asLLR + CE + HPRO")
 
 
 def suite_table1(trial: Trial) -> Iterator[Outcome]:
@@ -300,7 +366,7 @@ def suite_table2(trial: Trial) -> Iterator[Outcome]:
     if trial.features.dialogue_column:
         yield _gbdt(trial, use_dialogue=True)
     yield trial.asllr({"hpro_weight": 0.0}).outcome("asLLR without HPRO", "point")
-    yield trial.asllr({}).outcome("asLLR with HPRO", "pair")
+    yield trial.asllr({}).outcome("asLLR with HPRO")
 
 
 def suite_transfer(trial: Trial) -> Iterator[Outcome]:
@@ -351,15 +417,95 @@ def suite_rankby(trial: Trial) -> Iterator[Outcome]:
 
 
 def suite_demo(trial: Trial) -> Iterator[Outcome]:
-    """The README's story in minutes: cheap baselines, then asLLR without and with HPRO."""
-    if _has_stage_columns(trial):
-        yield _fitted(trial, FunnelRecencyRule(trial.features, label_column=trial.funnel.label_column))
+    """The README's story in minutes, on sparse labels: baselines without and with the funnel, asLLR without and with HPRO."""
     yield _fitted(trial, LogisticBaseline(trial.features, label_column=trial.funnel.label_column))
-    yield _gbdt(trial, use_dialogue=False)
     if trial.features.dialogue_column:
+        yield _linear(trial, None, "Logistic regression tabular + TF-IDF")
         yield _gbdt(trial, use_dialogue=True)
-    yield trial.asllr({"hpro_weight": 0.0}).outcome("asLLR without HPRO", "point")
-    yield trial.asllr({}).outcome("asLLR with HPRO", "pair")
+        yield _gbdt_hpro(trial, trial.funnel, "paper tiers")
+    yield trial.asllr({"hpro_weight": 0.0}).outcome("asLLR, BCE only")
+    yield trial.asllr({}).outcome("asLLR + HPRO (paper tiers)")
+
+
+def _linear(trial: Trial, funnel: FunnelSpec | None, name: str) -> Outcome:
+    """Logistic regression on the tabular encoding + the dialogue's TF-IDF (SVD); with ``funnel``, + its tier pairs."""
+    started = time.perf_counter()
+    train_text, test_text = trial.tfidf_svd()
+    model = PairwiseLogisticBaseline(trial.features, funnel or trial.funnel, hpro_weight=1.0 if funnel else 0.0, seed=trial.seed)
+    scores = model.fit(trial.split.train, extra=train_text).predict(trial.split.test, extra=test_text)
+    return Outcome(name, scores, scores, time.perf_counter() - started)
+
+
+def _gbdt_hpro(trial: Trial, funnel: FunnelSpec, tiers: str) -> Outcome:
+    started = time.perf_counter()
+    gbdt = GBDTHPROBaseline(trial.features, funnel, use_dialogue=True, config=GBDTConfig(seed=trial.seed))
+    scores = gbdt.fit(trial.split.train).predict(trial.split.test)
+    return Outcome(f"{gbdt.name} ({tiers})", scores, None, time.perf_counter() - started)
+
+
+def _tuned_asllr(trial: Trial, name: str, train_overrides: dict, funnel: FunnelSpec | None = None) -> Outcome:
+    """The recipe over :data:`HEADS_GRID`, keeping the point with the best validation AUC; ranked as the model chooses."""
+    runs = [trial.asllr({**point, **train_overrides}, funnel) for point in HEADS_GRID]
+    seconds = sum(run.seconds for run in runs)
+    best = max(runs, key=lambda run: -np.inf if np.isnan(run.result.best_val_auc) else run.result.best_val_auc)
+    return replace(best.outcome(name), seconds=seconds)
+
+
+def _regime_models(trial: Trial, full: bool) -> Iterator[Outcome]:
+    """Each model family without and with funnel supervision on one training part; the costly baselines on the full one."""
+    order = FunnelSpec.total_order()
+    yield _fitted(trial, LogisticBaseline(trial.features, label_column=trial.funnel.label_column))
+    if trial.features.dialogue_column:
+        yield _linear(trial, None, "Logistic regression tabular + TF-IDF")
+        yield _linear(trial, trial.funnel, "Logistic regression tabular + TF-IDF + HPRO (paper tiers)")
+        yield _gbdt(trial, use_dialogue=True)
+        yield _gbdt_hpro(trial, trial.funnel, "paper tiers")
+        yield _gbdt_hpro(trial, order, "total order")
+    yield _tuned_asllr(trial, "asLLR, BCE only", {"hpro_weight": 0.0})
+    yield _tuned_asllr(trial, "asLLR + HPRO (paper tiers)", {})
+    yield _tuned_asllr(trial, "asLLR + HPRO (total order)", {}, order)
+    if full and trial.features.dialogue_column:
+        started = time.perf_counter()
+        catboost = CatBoostTextBaseline(trial.features, label_column=trial.funnel.label_column, seed=trial.seed)
+        scores = catboost.fit(trial.split.train).predict(trial.split.test)
+        yield Outcome(catboost.name, scores, scores, time.perf_counter() - started)
+        yield _ctr(trial, REGIME_CTR_MODEL)
+
+
+def suite_regime(trial: Trial) -> Iterator[Outcome]:
+    """The paper's regime (sparse labels): every model family without and with the funnel, over training sizes.
+
+    The learning curve trains on the newest ``train_sizes`` leads of the training part and on
+    all of it; the test part stays. Then the table without its dialogue column (target: the
+    default recipe within 0.005 AUC of the better of logistic regression and LightGBM).
+    """
+    full = len(trial.split.train)
+    for size in [n for n in trial.train_sizes if n < full] + [full]:
+        for outcome in _regime_models(trial.newest(size), size == full):
+            yield replace(outcome, train_size=size)
+    if trial.features.dialogue_column:
+        plain = trial.without_dialogue()
+        for outcome in (
+            _fitted(plain, LogisticBaseline(plain.features, label_column=plain.funnel.label_column)),
+            _gbdt(plain, use_dialogue=False),
+            plain.asllr({}).outcome(f"asLLR ({trial.recipe_name}), no LLM: heads on the side input"),
+        ):
+            yield replace(outcome, model=f"no dialogue: {outcome.model}")
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """The data a suite simulates by default."""
+
+    preset: str  # SynthConfig preset: 'default' (1.4 % lock-ins, the paper's regime) or 'dense' (10 %)
+    n: int  # leads per set
+    one_set: bool  # one set whose seeds vary the models only; else a fresh set per seed
+
+
+#: The dense contrast set of the paper-table suites: 4,000 leads, 10 % positives, a fresh set per seed.
+DENSE = SuiteData("dense", 4_000, one_set=False)
+#: The paper's regime: 60,000 leads at 1.4 % positives, so the newest 30 % (test) holds >= 250 positives.
+SPARSE = SuiteData("default", 60_000, one_set=True)
 
 
 @dataclass(frozen=True)
@@ -367,6 +513,7 @@ class Suite:
     title: str
     run: Callable[[Trial], Iterator[Outcome]]
     metrics: tuple[str, ...] = ("auc", "pr_auc", "p@1%", "p@5%", "r@5%")
+    data: SuiteData = DENSE
 
 
 SUITES: dict[str, Suite] = {
@@ -375,8 +522,15 @@ SUITES: dict[str, Suite] = {
     "transfer": Suite("Embedding transfer: baselines with and without the asLLR text embedding", suite_transfer),
     "margins": Suite("HPRO margins: as configured vs none vs uniform vs learned", suite_margins),
     "rankby": Suite("Ranking by the pairwise head vs the pointwise head vs a blend", suite_rankby),
-    "demo": Suite("leadrank demo: baselines vs asLLR without and with HPRO", suite_demo),
+    "demo": Suite("leadrank demo: funnel supervision on sparse labels, baselines and asLLR", suite_demo, ("auc", "pr_auc", "p@1%", "p@5%"), SuiteData("default", 12_000, one_set=True)),
+    "regime": Suite(
+        "The paper's regime (1.4 % positives): funnel supervision in every model family, over training sizes",
+        suite_regime, ("auc", "pr_auc", "p@1%", "p@5%"), SPARSE,
+    ),
 }
+
+#: The CTR model the regime suite runs (the best of the six on the dense suites).
+REGIME_CTR_MODEL = "xdeepfm"
 
 
 #: What ``--suite all`` runs: the paper's experiments (the demo suite is for ``leadrank demo``).
@@ -396,12 +550,13 @@ def _fmt(values: list[float]) -> str:
 
 
 def _trials(config: BenchConfig, recipe: RunConfig) -> Iterator[Trial]:
+    data = config.simulated
+    split = None
     for seed in config.seeds:
-        if config.data is None:
-            table = simulate(SynthConfig.preset("dense", n=config.n, seed=seed))
-        else:
-            table = config.data
-        yield Trial(time_split(table, config.test_fraction), config.features, config.funnel, seed, recipe)
+        if split is None or not (config.data is not None or data.one_set):
+            table = config.data if config.data is not None else simulate(SynthConfig.preset(data.preset, n=data.n, seed=0 if data.one_set else seed))
+            split = time_split(table, config.test_fraction)
+        yield Trial(split, config.features, config.funnel, seed, recipe, recipe_name=config.preset, train_sizes=config.train_sizes)
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> list[Path]:
@@ -444,7 +599,8 @@ def _oracle(trial: Trial) -> list[Outcome]:
 def _run_row(outcome: Outcome, trial: Trial) -> dict:
     row = score_row(outcome.model, trial.labels, outcome.scores)
     metrics = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items() if k != "model"}
-    return {"model": outcome.model, "seed": trial.seed, **metrics, "minutes": outcome.seconds / 60}
+    size = {} if outcome.train_size is None else {"train_size": outcome.train_size}
+    return {"model": outcome.model, "seed": trial.seed, **size, **metrics, "minutes": outcome.seconds / 60}
 
 
 def _prediction_frame(outcome: Outcome, trial: Trial) -> pd.DataFrame:
@@ -459,6 +615,7 @@ def _prediction_frame(outcome: Outcome, trial: Trial) -> pd.DataFrame:
             "stage": stage.to_numpy() if stage is not None else None,
             "score": np.asarray(outcome.scores, dtype=float),
             "probability": np.asarray(outcome.probability, dtype=float) if outcome.probability is not None else np.nan,
+            "train_size": np.nan if outcome.train_size is None else outcome.train_size,
         }
     )
 
@@ -469,7 +626,9 @@ def _sizes(trial: Trial) -> dict:
 
 def _describe(config: BenchConfig, sizes: list[dict]) -> dict:
     """Where the data came from and the split sizes (one number, or one per seed when they differ)."""
-    source = config.data_name if config.data is not None else f"simulated dense preset, n={config.n} per seed (a fresh set per seed)"
+    data = config.simulated
+    sets = "one set; the seeds vary the models" if data.one_set else "a fresh set per seed"
+    source = config.data_name if config.data is not None else f"simulated {data.preset} preset, n={data.n:,} ({sets})"
     info: dict = {"source": source}
     for key in sizes[0]:
         values = [size[key] for size in sizes]
@@ -500,7 +659,16 @@ def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: 
     folder = config.out / name
     folder.mkdir(parents=True, exist_ok=True)
     metrics, precision_notes = _precision_notes(SUITES[name].metrics, runs, data_info)
-    rows = [{k: v for k, v in r.items() if k in ("model", "seed", "minutes", *metrics)} for r in runs]
+    curve = [r for r in runs if "train_size" in r]
+    largest = max((r["train_size"] for r in curve), default=None)
+    headline = [r for r in runs if r.get("train_size", largest) == largest]  # the full training part, and rows without a curve
+    rows = [{k: v for k, v in r.items() if k in ("model", "seed", "minutes", *metrics)} for r in headline]
+    extra: dict = {}
+    if curve:
+        extra["learning_curve"] = [{k: v for k, v in r.items() if k in ("model", "seed", "train_size", "minutes", *metrics)} for r in curve]
+        extra["differences"] = _differences(predictions)
+        predictions = predictions[predictions["train_size"].isna() | (predictions["train_size"] == largest)]
+    extra["intervals"] = _intervals(predictions)
     asllr = f"asLLR recipe: preset {config.preset!r} ({recipe.model.mode} {recipe.model.backbone}, pooling {recipe.model.pooling}" + (
         f" of layer {recipe.model.pool_layer})" if recipe.model.pool_layer != -1 else ")"
     )
@@ -517,13 +685,74 @@ def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: 
         "notes": [asllr, *notes, *precision_notes],
         "runs": rows,
         "summary": report.summarise(rows),
+        "machine": describe(),
+        **extra,
     }
     write_text_atomic(folder / "results.json", json.dumps(results, indent=2, default=_json_default))
     write_table(predictions, folder / "predictions.parquet")
     loaded = report.load_results(folder)
-    write_text_atomic(folder / "results.md", f"## {loaded.title}\n\n{report.markdown_table(loaded)}\n")
+    write_text_atomic(folder / "results.md", _markdown(loaded, extra))
     report.draw_figures(loaded, predictions, folder / "figures", stages=loaded.stages)
+    for metric in ("auc", "p@1%") if curve else ():
+        report.plot_learning_curve(extra["learning_curve"], folder / "figures" / f"learning_curve_{metric.replace('@', '_at_').replace('%', '')}.png", metric)
     return folder
+
+
+def _markdown(results, extra: dict) -> str:
+    """results.md: mean ± std over seeds, the 95 % intervals, and the paired differences per training size."""
+    from leadrank import report
+
+    parts = [f"## {results.title}\n", report.markdown_table(results), ""]
+    parts += ["### 95 % bootstrap intervals over the test leads (per seed, averaged over seeds)\n", report.interval_table(extra["intervals"], INTERVAL_METRICS), ""]
+    if extra.get("differences"):
+        parts += ["### Paired bootstrap differences (same test leads), mean over seeds [low, high]\n", _differences_table(extra["differences"]), ""]
+    return "\n".join(parts) + "\n"
+
+
+def _differences_table(differences: list[dict]) -> str:
+    frame = pd.DataFrame(differences)
+    frame[["point", "low", "high"]] = pd.DataFrame(frame["difference"].tolist(), index=frame.index)
+    mean = frame.groupby(["model", "versus", "train_size", "metric"], sort=False)[["point", "low", "high"]].mean().reset_index()
+    lines = ["| model | versus | training leads | metric | difference [95 % interval] |", "|---|---|---|---|---|"]
+    for row in mean.itertuples(index=False):
+        scale, unit = (100, " pt") if row.metric.startswith("p@") else (1, "")
+        lines.append(
+            f"| {row.model} | {row.versus} | {row.train_size:,} | {row.metric} | "
+            f"{row.point * scale:+.3f}{unit} [{row.low * scale:+.3f}, {row.high * scale:+.3f}] |"
+        )
+    return "\n".join(lines)
+
+
+#: Metrics given a 95 % bootstrap interval over the test leads.
+INTERVAL_METRICS = ("auc", "p@1%", "p@5%")
+
+
+def _intervals(predictions: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """Per model: [point, low, high] of each :data:`INTERVAL_METRICS`, per seed (same resamples for every model) then averaged."""
+    per_model: dict[str, list[dict]] = {}
+    for _, part in predictions.groupby("seed", sort=True):
+        labels = part.groupby("lead_id", sort=False)["label"].first()
+        scores = {model: rows.set_index("lead_id")["score"].reindex(labels.index).to_numpy() for model, rows in part.groupby("model", sort=False)}
+        for model, by_metric in bootstrap_intervals(labels.to_numpy(), scores, INTERVAL_METRICS).items():
+            per_model.setdefault(model, []).append(by_metric)
+    return {
+        model: {metric: np.mean([seed[metric] for seed in seeds], axis=0).round(4).tolist() for metric in INTERVAL_METRICS}
+        for model, seeds in per_model.items()
+    }
+
+
+def _differences(predictions: pd.DataFrame) -> list[dict]:
+    """Paired bootstrap differences (:data:`REGIME_DIFFERENCES`) per training size, averaged over seeds."""
+    out = []
+    for (size, seed), part in predictions.dropna(subset=["train_size"]).groupby(["train_size", "seed"], sort=True):
+        labels = part.groupby("lead_id", sort=False)["label"].first()
+        scores = {model: rows.set_index("lead_id")["score"].reindex(labels.index).to_numpy() for model, rows in part.groupby("model", sort=False)}
+        for better, base in REGIME_DIFFERENCES:
+            if better in scores and base in scores:
+                for metric in INTERVAL_METRICS:
+                    diff = bootstrap_difference(labels.to_numpy(), scores[better], scores[base], metric, seed=int(seed))
+                    out.append({"model": better, "versus": base, "train_size": int(size), "seed": int(seed), "metric": metric, "difference": list(diff)})
+    return out
 
 
 def _json_default(value: object) -> object:

@@ -16,7 +16,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from leadrank.cli._common import FeaturesOption, FunnelOption, RankByOption, handle_errors, read_specs, app, console, err_console, spec_app
+from leadrank.cli._common import DtypeOption, FeaturesOption, FunnelOption, RankByOption, handle_errors, read_specs, app, console, err_console, spec_app
 from leadrank.config import FeatureSpec, FunnelSpec
 
 @app.command()
@@ -167,6 +167,7 @@ def train_command(
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.checkpoints.")] = False,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Train asLLR (+ HPRO) on a labelled table and write a model directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -177,7 +178,9 @@ def train_command(
 
     feature_spec, funnel_spec = read_specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
-    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None}.items() if v is not None}
+    train_overrides = {
+        k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None, "dtype": dtype}.items() if v is not None
+    }
     run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
     table = read_table(data)
     checkpoints = out.with_name(out.name + ".checkpoints")
@@ -193,7 +196,7 @@ def train_command(
         result = train(table, feature_spec, funnel_spec, run.model, run.train, checkpoint_dir=checkpoints, resume=resume, progress=show)
     if not main_process:
         return
-    artifact = artifacts.from_training(result, feature_spec, funnel_spec, run.model, run.train, _default_template())
+    artifact = artifacts.from_training(result, feature_spec, funnel_spec, run.model, run.train)
     artifacts.save(artifact, out)
     val = ", ".join(f"{k} {v:.4f}" for k, v in artifact.metrics.items() if k.startswith("val_auc"))
     console.print(
@@ -204,11 +207,6 @@ def train_command(
 
 _RANK_BY_WORDS = {"pair": "the pairwise (HPRO) head", "point": "the probability head", "blend": "a blend of both heads"}
 
-
-def _default_template():
-    from leadrank.data.prompt import DEFAULT_TEMPLATE
-
-    return DEFAULT_TEMPLATE
 
 
 
@@ -223,6 +221,7 @@ def score(
     ],
     rank_by: RankByOption = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (with other jobs running, 1 can beat 2).")] = None,
+    dtype: DtypeOption = "auto",
     chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time; memory stays flat.")] = 5_000,
     crm: Annotated[
         bool,
@@ -255,7 +254,7 @@ def score(
     from leadrank.data.io import read_table
     from leadrank.inference import ScoreCache, ScoreConfig, Scorer
 
-    scorer = Scorer(artifacts.load(model_dir), ScoreConfig(rank_by=rank_by, threads=threads))  # type: ignore[arg-type]
+    scorer = Scorer(artifacts.load(model_dir), ScoreConfig(rank_by=rank_by, threads=threads, dtype=dtype))  # type: ignore[arg-type]
     crm_output = None
     if crm or top is not None or previous or crm_config or d365:
         config = CrmConfig.from_yaml(crm_config) if crm_config else CrmConfig()
@@ -288,6 +287,7 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
     data: Annotated[str, typer.Argument(help="Labelled leads, e.g. the later part of `leadrank split`.")],
     rank_by: RankByOption = None,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Metrics of a model on labelled leads: AUC, precision/recall at the top, calibration before/after; oracle row when known."""
     from scipy.special import expit
@@ -304,7 +304,7 @@ def evaluate(
     artifact = artifacts.load(model_dir)
     table = read_table(data)
     validate_table(table, artifact.features, artifact.funnel)
-    scorer = Scorer(artifact, ScoreConfig(rank_by=rank_by))  # type: ignore[arg-type]
+    scorer = Scorer(artifact, ScoreConfig(rank_by=rank_by, dtype=dtype))  # type: ignore[arg-type]
     point, pair = scorer.raw_scores(table)
     scores = scorer.to_scores(table[ID_COLUMN], point, pair)
     labels = table[artifact.funnel.label_column].astype(int).to_numpy()
@@ -363,6 +363,7 @@ def explain_command(
     data: Annotated[str, typer.Argument(help="Table holding the lead (.csv, .parquet, .jsonl or file.duckdb::table).")],
     top: Annotated[int, typer.Option("--top", help="Show this many positive and negative fields, and this many turns.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON instead of tables.")] = False,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Why a lead scored as it did: masks each field and drops each dialogue turn (1 + fields + turns prompts)."""
     from leadrank import artifact as artifacts
@@ -371,7 +372,9 @@ def explain_command(
     from leadrank.inference import Scorer
 
     lead = find_lead(read_table(data), lead_id)
-    result = explain(Scorer(artifacts.load(model_dir)), lead, top=top)
+    from leadrank.inference import ScoreConfig
+
+    result = explain(Scorer(artifacts.load(model_dir), ScoreConfig(dtype=dtype)), lead, top=top)  # type: ignore[arg-type]
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
@@ -406,6 +409,7 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(help="How long to wait for more requests to merge into one scoring batch.")] = 5.0,
     threads: Annotated[int | None, typer.Option(help="CPU threads per server process (with other jobs running, 1 can beat 2).")] = None,
     rank_by: RankByOption = None,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Serve the model over HTTP: POST /score and /explain, GET /health and /model (docs at /docs).
 
@@ -416,7 +420,7 @@ def serve(
 
     settings = ServeSettings(
         max_batch=max_batch, max_request_bytes=max_request_bytes, batch_wait_ms=batch_wait_ms,
-        score=ScoreConfig(threads=threads, rank_by=rank_by),  # type: ignore[arg-type]
+        score=ScoreConfig(threads=threads, rank_by=rank_by, dtype=dtype),  # type: ignore[arg-type]
     )
     run(model_dir, settings, host=host, port=port, workers=workers)
 
@@ -424,11 +428,25 @@ def serve(
 @app.command()
 @handle_errors
 def bench(
-    suite: Annotated[list[str], typer.Option("--suite", help="table1, table2, transfer, margins, rankby, or 'all' (repeatable).")],
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--suite",
+            help="'regime' (the default: the paper's sparse-label regime, learning curve), or the dense contrast suites "
+            "table1, table2, transfer, margins, rankby, or 'all' for those five (repeatable).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the results; each suite writes OUT/<suite>/.")] = Path("runs/bench"),
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; every number is mean ± std over them.")] = "0,1,2",
-    data: Annotated[str | None, typer.Option("--data", help="Your labelled lead table. Default: a fresh simulated set per seed.")] = None,
-    n: Annotated[int, typer.Option("--n", help="Simulated leads per seed (dense preset, 10 % positives).")] = 4000,
+    data: Annotated[str | None, typer.Option("--data", help="Your labelled lead table. Default: simulated (see --n).")] = None,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="Simulated leads: regime 60,000 at 1.4 % positives, one set; the dense suites 4,000 at 10 %, a fresh set per seed."),
+    ] = None,
+    synth_preset: Annotated[str | None, typer.Option(help="Simulator preset: 'default' (1.4 % positives) or 'dense' (10 %). Default: the suite's.")] = None,
+    train_sizes: Annotated[
+        str, typer.Option(help="Regime suite: comma-separated training sizes of the learning curve (newest leads), below the full training part.")
+    ] = "7500,15000,30000",
     preset: Annotated[str, typer.Option(help="asLLR recipe: 'cpu-quick' (frozen), 'cpu-lora' or 'paper' (LoRA, GPU).")] = "cpu-quick",
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m', 'tiny', or a local Hugging Face model folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
@@ -442,20 +460,20 @@ def bench(
     from leadrank.experiments import PAPER_SUITES, BenchConfig
 
     feature_spec, funnel_spec = read_specs(features, funnel)
-    names = tuple(dict.fromkeys(name for item in suite for name in (PAPER_SUITES if item == "all" else (item,))))
+    names = tuple(dict.fromkeys(name for item in suite or ["regime"] for name in (PAPER_SUITES if item == "all" else (item,))))
     config_ = BenchConfig(
         suites=names, out=out, seeds=_parse_seeds(seeds), data=read_table(data) if data else None, data_name=str(data or ""),
-        features=feature_spec, funnel=funnel_spec, n=n, preset=preset, backbone=backbone, config_file=config,
-        command="leadrank " + " ".join(sys.argv[1:]),
+        features=feature_spec, funnel=funnel_spec, n=n, synth_preset=synth_preset, train_sizes=_parse_seeds(train_sizes, "--train-sizes"),
+        preset=preset, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
     )
     _run_and_show(config_)
 
 
-def _parse_seeds(text: str) -> tuple[int, ...]:
+def _parse_seeds(text: str, option: str = "--seeds") -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers like 0,1,2; got {text!r}.") from None
+        raise ValueError(f"{option} must be comma-separated integers like 0,1,2; got {text!r}.") from None
 
 
 def _run_and_show(config) -> list[Path]:
@@ -484,7 +502,7 @@ def _run_and_show(config) -> list[Path]:
 @handle_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the simulated data, the results and the report.")] = Path("runs/demo"),
-    n: Annotated[int, typer.Option("--n", help="Number of simulated leads (dense preset, 10 % positives).")] = 2000,
+    n: Annotated[int, typer.Option("--n", help="Number of simulated leads (default preset, 1.4 % positives: the paper's regime).")] = 12_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny', or a local Hugging Face model folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides cpu-quick.")] = None,
@@ -500,14 +518,14 @@ def demo(
 
     started = time.perf_counter()
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
-    data_path = write_table(simulate(SynthConfig.preset("dense", n=n, seed=seed)), out / "leads.parquet")
+    data_path = write_table(simulate(SynthConfig.preset("default", n=n, seed=seed)), out / "leads.parquet")
     console.print(f"[1/4] Simulated {n:,} leads -> {data_path}")
     table = read_table(data_path)
     validate_table(table, features, funnel)
     console.print("[2/4] Validated against the data contract")
     console.print("[3/4] Baselines and asLLR (frozen SmolLM2-135M reads each lead once, then the heads train)")
     bench_config = BenchConfig(
-        suites=("demo",), out=out, seeds=(seed,), data=table, data_name=f"{data_path} (simulated dense, seed {seed})",
+        suites=("demo",), out=out, seeds=(seed,), data=table, data_name=f"{data_path} (simulated, 1.4 % positives, seed {seed})",
         features=features, funnel=funnel, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
     )
     folders = _run_and_show(bench_config)
