@@ -560,7 +560,11 @@ def _trials(config: BenchConfig, recipe: RunConfig) -> Iterator[Trial]:
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Run ``config.suites`` over ``config.seeds``; returns the results directories written."""
+    """Run ``config.suites`` over ``config.seeds``; returns the results directories written.
+
+    The results are written after every seed (with the seeds done so far), so a long run can be
+    read while it goes on and a stopped one keeps the seeds it finished.
+    """
     check_no_leakage(config.features.input_columns, config.funnel.supervision_columns)
     recipe = RunConfig.resolve(config.preset, config.config_file, model={"backbone": config.backbone} if config.backbone else {})
     runs: dict[str, list[dict]] = {name: [] for name in config.suites}
@@ -577,7 +581,13 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
                 runs[name].append(_run_row(outcome, trial))
                 predictions[name].append(_prediction_frame(outcome, trial))
             notes[name] += [n for n in trial.notes if n not in notes[name]]
-    data_info = _describe(config, sizes)
+        done = replace(config, seeds=config.seeds[: len(sizes)])
+        written = _write_suites(done, runs, predictions, notes, _describe(done, sizes), recipe, progress)
+    return written
+
+
+def _write_suites(config: BenchConfig, runs: dict, predictions: dict, notes: dict, data_info: dict, recipe: RunConfig,
+                  progress: Callable[[str], None] | None) -> list[Path]:
     written = []
     for name in config.suites:
         if not runs[name]:  # e.g. margins on a funnel without tiers and no oracle: nothing to write
