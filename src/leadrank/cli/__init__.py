@@ -446,7 +446,7 @@ def bench(
     synth_preset: Annotated[str | None, typer.Option(help="Simulator preset: 'default' (1.4 % positives) or 'dense' (10 %). Default: the suite's.")] = None,
     train_sizes: Annotated[
         str, typer.Option(help="Regime suite: comma-separated training sizes of the learning curve (newest leads), below the full training part.")
-    ] = "7500,15000,30000",
+    ] = "5000,10000,20000",
     preset: Annotated[str, typer.Option(help="asLLR recipe: 'cpu-quick' (frozen), 'cpu-lora' or 'paper' (LoRA, GPU).")] = "cpu-quick",
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m', 'tiny', or a local Hugging Face model folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
