@@ -24,7 +24,10 @@ from leadrank.inference import Scorer
 from leadrank.model.inputs import tokenize
 from leadrank.training import RunConfig
 
-READINGS = {"whole prompt (cpu-quick today)": {}, "dialogue only + side input": {"reading": "dialogue", "side_input": True}}
+READINGS = {
+    "whole prompt (the paper's reading)": {"reading": "prompt", "side_input": False},
+    "dialogue only + side input (cpu-quick)": {"reading": "dialogue", "side_input": True},
+}
 
 
 def measure(model_overrides: dict, table) -> dict[str, float]:
