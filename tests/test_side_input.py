@@ -181,3 +181,28 @@ class TestRankByChoice:
         result = train(table, FEATURES, FUNNEL, model_config, train_config)
         reset_accelerate()
         assert from_training(result, FEATURES, FUNNEL, model_config, train_config).rank_by == "point"
+
+
+class TestPromptFromConfig:
+    def test_the_question_comes_from_the_run_config(self, table: pd.DataFrame, tmp_path: Path) -> None:
+        from leadrank.training import RunConfig
+
+        config = tmp_path / "run.yaml"
+        config.write_text(
+            "model:\n  prompt:\n    instruction: You are a letting agent.\n    question: Will this tenant sign a lease? Answer Yes or No.\n",
+            encoding="utf-8",
+        )
+        run = RunConfig.resolve("cpu-quick", config, model={"backbone": "tiny", "pool_layer": 1})
+        assert run.model.prompt.question == "Will this tenant sign a lease? Answer Yes or No."
+        assert run.model.reading == "dialogue" and run.model.side_input  # the rest of cpu-quick stays
+        artifact = _train(table, prompt=run.model.prompt.model_dump())
+        prompts = Scorer(artifact, EXACT).inputs(table.head(30)).prompts
+        read = [p for p in prompts if p]
+        assert read and all(p.startswith("You are a letting agent.") and "Will this tenant sign a lease?" in p for p in read)
+        assert not any("lock in an order" in p for p in read)
+
+    def test_the_paper_preset_reads_the_whole_prompt_without_side_input(self) -> None:
+        from leadrank.training import RunConfig
+
+        paper = RunConfig.resolve("paper").model
+        assert (paper.reading, paper.side_input, paper.mode, paper.pooling) == ("prompt", False, "lora", "last")
