@@ -217,20 +217,21 @@ class TestCTRSuites:
 SIDE_CONFIG = CONFIG.replace("  max_dialogue_tokens: 32\n", "  max_dialogue_tokens: 32\n  reading: dialogue\n  side_input: true\n")
 
 
+@pytest.fixture(scope="module")
+def regime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config_file = tmp_path_factory.mktemp("regime") / "side.yaml"
+    config_file.write_text(SIDE_CONFIG, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
+        config = BenchConfig(suites=("regime",), out=tmp_path_factory.mktemp("out"), seeds=(0, 1), n=1500,
+                             train_sizes=(500,), backbone="tiny", config_file=config_file)
+        (folder,) = run_bench(config)
+    return folder
+
+
 @pytest.mark.slow
 class TestRegimeSuite:
     """The default bench: one sparse set, seeds vary the models, a learning curve, intervals and paired differences."""
-
-    @pytest.fixture(scope="class")
-    def regime(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        config_file = tmp_path_factory.mktemp("regime") / "side.yaml"
-        config_file.write_text(SIDE_CONFIG, encoding="utf-8")
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
-            config = BenchConfig(suites=("regime",), out=tmp_path_factory.mktemp("out"), seeds=(0, 1), n=1500,
-                                 train_sizes=(500,), backbone="tiny", config_file=config_file)
-            (folder,) = run_bench(config)
-        return folder
 
     def test_one_set_for_every_seed(self, regime: Path) -> None:
         results = load_results(regime)
