@@ -232,7 +232,10 @@ class Trial:
         """(train, test) TF-IDF n-grams of the dialogue reduced to :data:`TFIDF_SVD_DIM` (fitted on train)."""
         if self._tfidf is None:
             column = self.features.dialogue_column
-            vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=5, max_features=20_000, sublinear_tf=True)
+            settings = GBDTConfig()  # the same n-grams the LightGBM baseline reads
+            vectorizer = TfidfVectorizer(
+                ngram_range=(1, 2), min_df=settings.tfidf_min_df, max_features=settings.tfidf_max_features, sublinear_tf=True
+            )
             train_text = vectorizer.fit_transform(self.split.train[column].fillna(""))
             svd = TruncatedSVD(n_components=TFIDF_SVD_DIM, random_state=0).fit(train_text)
             self._tfidf = svd.transform(train_text), svd.transform(vectorizer.transform(self.split.test[column].fillna("")))
@@ -297,14 +300,9 @@ class _Reader:
         prompts = build_prompts(
             table, features, self.tokenizer, config.max_dialogue_tokens, config.prompt, dialogue_only=config.reading == "dialogue"
         )
-        rows = [i for i, p in enumerate(prompts) if p]
         cache = FeatureCache.for_model(self.model, self.checksum, dtype) if self.cache else None
-        states = np.zeros((len(prompts), self.model.causal_lm.config.hidden_size), dtype=np.float32)
-        with tqdm(total=len(rows), desc="reading leads", unit="lead", leave=False) as bar:
-            texts = [prompts[i] for i in rows]
-            read = extract_features(self.model, texts, self.tokenizer, cache, dtype=dtype, progress=bar.update)
-        states[rows] = read.numpy()
-        return states
+        with tqdm(total=sum(bool(p) for p in prompts), desc="reading leads", unit="lead", leave=False) as bar:
+            return extract_features(self.model, prompts, self.tokenizer, cache, dtype=dtype, progress=bar.update).numpy()
 
 
 # --------------------------------------------------------------------------- the suites

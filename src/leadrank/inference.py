@@ -210,17 +210,12 @@ class Scorer:
     @torch.inference_mode()
     def _run(self, inputs: LeadInputs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Head outputs of ``rows``: leads with text are read in length-sorted batches, the others not at all."""
-        tokenizer = self.artifact.tokenizer
         prompts = [inputs.prompts[i] for i in rows]
-        pooled = torch.zeros((len(rows), self.model.causal_lm.config.hidden_size))
         has_text = torch.tensor([bool(p) for p in prompts], dtype=torch.bool)
-        read = torch.nonzero(has_text).flatten()
-        if len(read):
-            texts = [prompts[i] for i in read]
-            pooled[read] = extract_features(
-                self.model, texts, tokenizer, self.reading_cache,
-                batch_size=self.config.batch_size, max_batch_tokens=self.config.max_batch_tokens, dtype=self.dtype,
-            )
+        pooled = extract_features(
+            self.model, prompts, self.artifact.tokenizer, self.reading_cache,
+            batch_size=self.config.batch_size, max_batch_tokens=self.config.max_batch_tokens, dtype=self.dtype,
+        )
         side = None if inputs.side is None else torch.from_numpy(inputs.side[rows])
         point, pair = self.model.heads(pooled, side, has_text)
         return point.float().numpy().astype(float), pair.float().numpy().astype(float)

@@ -299,16 +299,10 @@ def _read_frozen(
     model: ASLLR, data: _Data, tokenizer, cache: FeatureCache, config: TrainConfig, dtype: torch.dtype, show: bool
 ) -> torch.Tensor:
     """Pooled states of every row: read (or found in the cache) for leads with text, zeros for the rest."""
-    rows = torch.nonzero(data.has_text).flatten().tolist()
-    features = torch.zeros((len(data.prompts), model.causal_lm.config.hidden_size))
-    with tqdm(total=len(rows), desc="reading leads (frozen, cached)", unit="lead", disable=not show, leave=False) as bar:
-        read = extract_features(
-            model, [data.prompts[i] for i in rows], tokenizer, cache,
-            batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update,
+    with tqdm(total=int(data.has_text.sum()), desc="reading leads (frozen, cached)", unit="lead", disable=not show, leave=False) as bar:
+        return extract_features(
+            model, data.prompts, tokenizer, cache, batch_size=config.feature_batch_size, dtype=dtype, progress=bar.update
         )
-    if rows:
-        features[rows] = read
-    return features
 
 
 def _heads_fitted_on_frozen_reading(

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerBase
 from safetensors import safe_open
 from safetensors.torch import save_file
+from transformers import PreTrainedTokenizerBase
 
 from leadrank._files import atomic_path
 from leadrank.model.asllr import ASLLR
@@ -74,22 +74,26 @@ def extract_features(
 ) -> torch.Tensor:
     """``(len(prompts), width)`` float32 pooled states; cached rows are read, the rest computed.
 
-    Only the rows not in the cache are tokenized and go through the model, in length-sorted
-    batches of at most ``batch_size`` rows and, when given, ``max_batch_tokens`` padded tokens.
+    An empty prompt (a lead with nothing to read) is not read: its row is zeros, and the heads
+    give it their learned ``no_text`` vector. Only the rows not in the cache are tokenized and
+    go through the model, in length-sorted batches of at most ``batch_size`` rows and, when
+    given, ``max_batch_tokens`` padded tokens. ``progress`` counts the leads with text.
     """
-    if not prompts:
-        return torch.zeros((0, model.causal_lm.config.hidden_size))
-    keys = [prompt_key(p) for p in prompts]
-    cached = cache.get(keys) if cache is not None else {}
-    todo = [i for i, key in enumerate(keys) if key not in cached]
-    token_ids = tokenize(tokenizer, [prompts[i] for i in todo])
+    out = torch.zeros((len(prompts), model.causal_lm.config.hidden_size))
+    rows = [i for i, prompt in enumerate(prompts) if prompt]
+    keys = [prompt_key(prompts[i]) for i in rows]
+    cached = cache.get(keys) if cache is not None and keys else {}
+    todo = [j for j, key in enumerate(keys) if key not in cached]
+    token_ids = tokenize(tokenizer, [prompts[rows[j]] for j in todo])
     computed = _compute(model, token_ids, tokenizer.pad_token_id, batch_size, max_batch_tokens, dtype, progress)
     if cache is not None and todo:
-        cache.put([keys[i] for i in todo], computed)
+        cache.put([keys[j] for j in todo], computed)
     if progress is not None and len(todo) < len(keys):
         progress(len(keys) - len(todo))
-    fresh = dict(zip((keys[i] for i in todo), computed))
-    return torch.stack([cached[key] if key in cached else fresh[key] for key in keys]).float()
+    fresh = dict(zip((keys[j] for j in todo), computed))
+    if rows:
+        out[rows] = torch.stack([cached[key] if key in cached else fresh[key] for key in keys]).float()
+    return out
 
 
 @torch.inference_mode()
