@@ -18,6 +18,7 @@ from leadrank.funnel import funnel_pairs, label_pairs, tier_membership
 from leadrank.losses import preference_loss
 from leadrank.model.asllr import ASLLR, ModelConfig, ScoringHeads, answer_token_ids
 from leadrank.model.backbone import load_backbone, load_tokenizer
+from leadrank.model import frozen
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
 
@@ -372,6 +373,29 @@ class TestFeatureCache:
         uncached = self._extract(model, None, self.PROMPTS)
         torch.testing.assert_close(both, uncached, rtol=0, atol=1e-5)
         assert set(cache.get([prompt_key(p) for p in self.PROMPTS])) == {prompt_key(p) for p in self.PROMPTS}
+
+    def test_a_killed_reading_keeps_what_it_read(
+        self, model: ASLLR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(frozen, "CACHE_CHUNK", 2)
+        real, calls = model.encode, []
+
+        def dies_on_the_third_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor):  # noqa: ANN202
+            calls.append(int(input_ids.shape[0]))
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real(input_ids, attention_mask)
+
+        monkeypatch.setattr(model, "encode", dies_on_the_third_batch)
+        cache = FeatureCache(tmp_path / "features")
+        with pytest.raises(KeyboardInterrupt):
+            self._extract(model, cache, self.PROMPTS)
+        assert len(cache.get([prompt_key(p) for p in self.PROMPTS])) == 4
+        monkeypatch.setattr(model, "encode", real)
+        rows = self._count_rows(model, monkeypatch)
+        resumed = self._extract(model, cache, self.PROMPTS)
+        assert sum(rows) == 1, "only the lead the killed run had not read"
+        torch.testing.assert_close(resumed, self._extract(model, None, self.PROMPTS), rtol=0, atol=1e-5)
 
     def test_cache_folder_depends_on_pooling_and_lives_under_leadrank_cache(self, tmp_path: Path) -> None:
         checksum = load_backbone("tiny").checksum

@@ -61,6 +61,10 @@ class FeatureCache:
             save_file({"features": features.contiguous()}, str(tmp), metadata={"keys": json.dumps(list(keys))})
 
 
+CACHE_CHUNK = 512
+"""Leads read between two cache writes: a killed reading loses at most this many."""
+
+
 def extract_features(
     model: ASLLR,
     prompts: Sequence[str],
@@ -77,20 +81,26 @@ def extract_features(
     An empty prompt (a lead with nothing to read) is not read: its row is zeros, and the heads
     give it their learned ``no_text`` vector. Only the rows not in the cache are tokenized and
     go through the model, in length-sorted batches of at most ``batch_size`` rows and, when
-    given, ``max_batch_tokens`` padded tokens. ``progress`` counts the leads with text.
+    given, ``max_batch_tokens`` padded tokens; every ``CACHE_CHUNK`` distinct prompts are written
+to the cache as soon as they are read, so a killed run continues where it stopped.
+``progress`` counts the leads with text.
     """
     out = torch.zeros((len(prompts), model.causal_lm.config.hidden_size))
     rows = [i for i, prompt in enumerate(prompts) if prompt]
     keys = [prompt_key(prompts[i]) for i in rows]
     cached = cache.get(keys) if cache is not None and keys else {}
-    todo = [j for j, key in enumerate(keys) if key not in cached]
-    token_ids = tokenize(tokenizer, [prompts[rows[j]] for j in todo])
-    computed = _compute(model, token_ids, tokenizer.pad_token_id, batch_size, max_batch_tokens, dtype, progress)
-    if cache is not None and todo:
-        cache.put([keys[j] for j in todo], computed)
+    todo = list(dict.fromkeys(key for key in keys if key not in cached))
+    prompt_of = {key: prompts[row] for row, key in zip(rows, keys)}
+    fresh: dict[str, torch.Tensor] = {}
+    for start in range(0, len(todo), CACHE_CHUNK):
+        chunk = todo[start : start + CACHE_CHUNK]
+        token_ids = tokenize(tokenizer, [prompt_of[key] for key in chunk])
+        computed = _compute(model, token_ids, tokenizer.pad_token_id, batch_size, max_batch_tokens, dtype, progress)
+        if cache is not None:
+            cache.put(chunk, computed)
+        fresh.update(zip(chunk, computed))
     if progress is not None and len(todo) < len(keys):
-        progress(len(keys) - len(todo))
-    fresh = dict(zip((keys[j] for j in todo), computed))
+        progress(len(keys) - len(todo))  # cache hits and repeated prompts
     if rows:
         out[rows] = torch.stack([cached[key] if key in cached else fresh[key] for key in keys]).float()
     return out
