@@ -220,7 +220,7 @@ class TestDescribe:
 
 class TestDemo:
     def test_end_to_end(self, tmp_path: Path, isolated_cache: None) -> None:
-        # the demo's story on a tiny backbone: the real one reads 12,000 sparse leads with SmolLM2 (minutes)
+        # the demo's story on a tiny backbone: the real one reads 14,000 sparse leads with SmolLM2 (minutes)
         config = tmp_path / "tiny.yaml"
         config.write_text(
             "model:\n  mode: frozen\n  pooling: mean\n  pool_layer: 1\n  max_dialogue_tokens: 32\n"

@@ -524,7 +524,7 @@ SUITES: dict[str, Suite] = {
     "transfer": Suite("Embedding transfer: baselines with and without the asLLR text embedding", suite_transfer),
     "margins": Suite("HPRO margins: as configured vs none vs uniform vs learned", suite_margins),
     "rankby": Suite("Ranking by the pairwise head vs the pointwise head vs a blend", suite_rankby),
-    "demo": Suite("leadrank demo: funnel supervision on sparse labels, baselines and asLLR", suite_demo, ("auc", "pr_auc", "p@1%", "p@5%"), SuiteData("default", 12_000, one_set=True)),
+    "demo": Suite("leadrank demo: funnel supervision on sparse labels, baselines and asLLR", suite_demo, ("auc", "pr_auc", "p@1%", "p@5%"), SuiteData("default", 14_000, one_set=True)),
     "regime": Suite(
         "The paper's regime (1.4 % positives): funnel supervision in every model family, over training sizes",
         suite_regime, ("auc", "pr_auc", "p@1%", "p@5%"), SPARSE,
