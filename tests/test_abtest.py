@@ -14,6 +14,7 @@ from scipy import stats
 from leadrank import abtest
 from leadrank.abtest import BALANCE_COLUMNS, analyze, plan
 from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
+from leadrank.errors import ConfigurationError, DataContractError
 from helpers import concentrated_control_outcomes
 
 FLOOR = ABSimConfig(n_specialists=40, days=20, seed=3)
@@ -311,3 +312,99 @@ class TestAnalyzeErrors:
         renamed = planned.assignment.replace({"arm": {"control": "baseline"}})
         with pytest.raises(ValueError, match="No arm is called 'control'"):
             analyze(outcomes, renamed)
+
+
+def _welch_df(n_control: int, n_treatment: int) -> float:
+    """Welch–Satterthwaite degrees of freedom when both arms' rates have the same spread."""
+    a, b = 1 / n_control, 1 / n_treatment
+    return (a + b) ** 2 / (a**2 / (n_control - 1) + b**2 / (n_treatment - 1))
+
+
+class TestWelchPower:
+    @staticmethod
+    def _sd(power: abtest.Power) -> float:
+        return float(np.sqrt(power.baseline_rate * (1 - power.baseline_rate) * power.design_effect / power.leads_per_specialist))
+
+    def test_unequal_arms_are_sized_for_welchs_test(self, planned: abtest.Plan) -> None:
+        """8 control vs 32 treatment specialists: Welch's test has about 11 degrees of freedom, Student's 38."""
+        from statsmodels.stats.power import TTestIndPower
+
+        assignment = planned.assignment.assign(arm=["control"] * 8 + ["treatment"] * 32)
+        power = abtest.estimate_power(assignment, days=28)
+        effect = power.mde_absolute / self._sd(power)
+        achieved = TTestIndPower().power(effect, nobs1=8, alpha=0.05, ratio=4.0, df=_welch_df(8, 32))
+        assert achieved == pytest.approx(0.8, abs=1e-6)
+        student = TTestIndPower().solve_power(nobs1=8, alpha=0.05, power=0.8, ratio=4.0)
+        assert effect > 1.02 * student
+
+    def test_equal_arms_match_students_test(self, planned: abtest.Plan) -> None:
+        from statsmodels.stats.power import TTestIndPower
+
+        power = planned.power
+        student = TTestIndPower().solve_power(nobs1=20, alpha=0.05, power=0.8, ratio=1.0)
+        assert power.mde_absolute == pytest.approx(student * self._sd(power), rel=1e-6)
+
+    def test_power_must_exceed_alpha(self, planned: abtest.Plan) -> None:
+        with pytest.raises(ConfigurationError, match=r"0 < alpha < power < 1"):
+            abtest.estimate_power(planned.assignment, days=28, alpha=0.05, power=0.04)
+
+
+class TestErrorKinds:
+    def test_settings_and_tables_raise_their_kind(self, floor: pd.DataFrame, planned: abtest.Plan, outcomes: pd.DataFrame) -> None:
+        with pytest.raises(ConfigurationError):
+            plan(floor, arms=1)
+        with pytest.raises(ConfigurationError):
+            abtest.estimate_power(planned.assignment, days=0)
+        with pytest.raises(DataContractError):
+            plan(floor.drop(columns="lockins_7d"))
+        with pytest.raises(DataContractError):
+            analyze(outcomes.assign(converted=2), planned.assignment)
+
+
+def _early_outcomes() -> pd.DataFrame:
+    """On day 1 only C1 of control has leads; from day 2 on, C2 too."""
+    rows = [
+        ("control", "C1", "2024-03-01", [1, 0, 0]), ("control", "C1", "2024-03-02", [0, 1]), ("control", "C2", "2024-03-02", [0, 0, 1]),
+        ("control", "C2", "2024-03-03", [0, 0]), ("treatment", "T1", "2024-03-01", [1, 1, 0]), ("treatment", "T2", "2024-03-01", [0, 1]),
+        ("treatment", "T1", "2024-03-03", [1, 0]), ("treatment", "T2", "2024-03-02", [0, 0, 1]),
+    ]
+    return pd.DataFrame(
+        [{"arm": arm, "specialist_id": who, "date": day, "converted": value} for arm, who, day, values in rows for value in values]
+    )
+
+
+class TestCumulativeInterval:
+    def test_final_day_interval_treats_specialists_as_the_unit(self, planned: abtest.Plan, outcomes: pd.DataFrame) -> None:
+        cumulative = analyze(outcomes, planned.assignment).cumulative
+        joined = outcomes.merge(planned.assignment[["specialist_id", "arm"]], on="specialist_id")
+        z = stats.norm.ppf(0.975)
+        for arm, rows in cumulative.groupby("arm"):
+            per_specialist = joined[joined["arm"] == arm].groupby("specialist_id")["converted"].agg(["size", "sum"])
+            n, c = per_specialist["size"].to_numpy(float), per_specialist["sum"].to_numpy(float)
+            rate, k = c.sum() / n.sum(), len(n)
+            se = np.sqrt(k / (k - 1) * ((c - rate * n) ** 2).sum()) / n.sum()
+            last = rows.iloc[-1]
+            assert last["conversion_low"] == pytest.approx(rate - z * se)
+            assert last["conversion_high"] == pytest.approx(rate + z * se)
+            assert (rows["conversion_low"] <= rows["conversion_rate"]).all() and (rows["conversion_rate"] <= rows["conversion_high"]).all()
+            first = rows.iloc[0]
+            assert first["conversion_high"] - first["conversion_low"] > last["conversion_high"] - last["conversion_low"]
+
+    def test_no_interval_while_one_specialist_has_leads(self) -> None:
+        cumulative = analyze(_early_outcomes()).cumulative.set_index(["arm", "date"])
+        control = cumulative.loc["control"]
+        assert control["leads"].tolist() == [3, 8, 10]
+        assert np.isnan(control["conversion_low"].iloc[0]) and np.isnan(control["conversion_high"].iloc[0])
+        assert np.isfinite(control["conversion_low"].iloc[1:]).all()
+        assert np.isfinite(cumulative.loc["treatment", "conversion_low"]).all()
+
+    def test_figure_draws_bands_a_note_and_a_legend_off_the_plot(self, planned: abtest.Plan, outcomes: pd.DataFrame) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        figure = abtest._cumulative_figure(analyze(outcomes, planned.assignment))
+        FigureCanvasAgg(figure).draw()
+        (axes,) = figure.axes
+        assert len(axes.collections) == 2  # one band per arm
+        (legend,) = figure.legends
+        assert not legend.get_window_extent().overlaps(axes.get_window_extent())
+        assert "swing" in figure.get_supxlabel() and "95%" in figure.get_supxlabel()

@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -25,9 +28,11 @@ from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.split import validation_slice
 from leadrank.data.synth import SynthConfig, simulate
+from leadrank.errors import EnvironmentProblem
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import auc
 from leadrank.model.asllr import ModelConfig
+from leadrank.registry import RegistryError
 from leadrank.training import TrainConfig, TrainResult, train
 from helpers import reset_accelerate
 
@@ -344,3 +349,158 @@ class TestManifest:
         assert no_hpro.artifact.rank_by == "point"
         assert read_manifest(no_hpro.directory)["rank_by"] == "point"
         assert load(no_hpro.directory).rank_by == "point"
+
+
+# --------------------------------------------------------------------------- a model folder cannot be bent
+
+
+def _record_checksum(folder: Path, name: str) -> None:
+    """Write the current checksum of ``name`` into the manifest, as a careful tamperer would."""
+    _edit_manifest(folder, lambda m: m["files"].update({name: hashlib.sha256((folder / name).read_bytes()).hexdigest()}))
+
+
+def _refused(folder: Path, name: str, why: str) -> str:
+    """The pattern of a refusal that names ``folder / name`` and says why."""
+    return f"{re.escape(str(folder / name))} {why}"
+
+
+class _MakeDir:
+    """Unpickling this creates a folder: proof that nothing unpickled it when the folder is absent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.path),)
+
+
+class TestIntegrity:
+    def test_the_error_kinds(self) -> None:
+        for kind, builtin in ((ArtifactError, ValueError), (RegistryError, ValueError)):
+            assert issubclass(kind, EnvironmentProblem) and issubclass(kind, builtin)
+            assert kind("x").exit_code == 1
+
+    @pytest.mark.parametrize("which", ["lora", "frozen_mean"])
+    def test_the_manifest_records_every_file_and_the_model_version(self, which: str, request: pytest.FixtureRequest) -> None:
+        folder: Path = request.getfixturevalue(which).directory
+        manifest = read_manifest(folder)
+        assert manifest["files"] == {name: digest for name, digest in _digest(folder).items() if name != "leadrank.json"}
+        assert "heads.safetensors" in manifest["files"] and "tokenizer/tokenizer.json" in manifest["files"]
+        assert ("adapter/adapter_model.safetensors" in manifest["files"]) == (which == "lora")
+        assert manifest["model_version"] == request.getfixturevalue(which).artifact.model_version
+
+    @pytest.mark.parametrize("key", ["model_version", "files", "model_config", "features", "score_stats", "calibration"])
+    def test_a_missing_manifest_entry_is_named(self, key: str, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m.pop(key))
+        with pytest.raises(ArtifactError, match=rf"leadrank\.json has no '{key}' entry; the model folder was changed after training"):
+            load(folder)
+
+    def test_a_missing_backbone_checksum_is_named(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m["backbone"].pop("checksum"))
+        with pytest.raises(ArtifactError, match=r"leadrank\.json has no 'backbone\.checksum' entry"):
+            load(folder)
+
+    def test_a_manifest_that_is_not_json(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        (folder / "leadrank.json").write_text('{"format_version": 3,', encoding="utf-8")
+        with pytest.raises(ArtifactError, match=r"leadrank\.json is not valid JSON"):
+            load(folder)
+
+    def test_an_older_format_says_to_retrain(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m.update(format_version=2))
+        for read in (load, read_manifest):
+            with pytest.raises(ArtifactError, match=r"format version 2; .* reads version 3\. .*retrain it with this leadrank"):
+                read(folder)
+
+    @pytest.mark.parametrize("name", ["tokenizer/tokenizer_config.json", "tokenizer/tokenizer.json", "adapter/adapter_config.json"])
+    def test_a_changed_file_is_refused(self, name: str, lora: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(lora)
+        with open(folder / name, "a", encoding="utf-8") as handle:
+            handle.write("\n")  # still valid JSON, still loads: only the checksum can tell
+        why = "does not match its checksum in leadrank.json; the model folder was changed after training"
+        with pytest.raises(ArtifactError, match=_refused(folder, name, why)):
+            load(folder)
+
+    def test_a_changed_weight_is_refused(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        data = bytearray((folder / "heads.safetensors").read_bytes())
+        data[-1] ^= 0x01  # the lowest bit of the last weight
+        (folder / "heads.safetensors").write_bytes(bytes(data))
+        with pytest.raises(ArtifactError, match=_refused(folder, "heads.safetensors", "does not match its checksum")):
+            load(folder)
+
+    def test_a_missing_file_is_refused(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        (folder / "tokenizer" / "tokenizer_config.json").unlink()
+        with pytest.raises(ArtifactError, match=_refused(folder, "tokenizer/tokenizer_config.json", "is missing")):
+            load(folder)
+
+    @pytest.mark.parametrize("name", ["pytorch_model.bin", "adapter/extra.safetensors", "tokenizer/added_tokens.json"])
+    def test_an_unlisted_file_is_refused(self, name: str, lora: Trained, copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+        folder = copy_of(lora)
+        marker = tmp_path / "unpickled"
+        (folder / name).write_bytes(pickle.dumps(_MakeDir(marker)))
+        with pytest.raises(ArtifactError, match=_refused(folder, name, "has no checksum in leadrank.json")):
+            load(folder)
+        assert not marker.exists()
+
+    def test_a_removed_checksum_entry_is_refused(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m["files"].pop("tokenizer/tokenizer_config.json"))
+        with pytest.raises(ArtifactError, match=_refused(folder, "tokenizer/tokenizer_config.json", "has no checksum")):
+            load(folder)
+
+    def test_a_truncated_heads_file_is_refused_even_with_its_checksum(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        heads = folder / "heads.safetensors"
+        heads.write_bytes(heads.read_bytes()[: heads.stat().st_size // 2])
+        with pytest.raises(ArtifactError, match=_refused(folder, "heads.safetensors", "does not match its checksum")):
+            load(folder)
+        _record_checksum(folder, "heads.safetensors")
+        with pytest.raises(ArtifactError, match=_refused(folder, "heads.safetensors", "is not a readable safetensors file")):
+            load(folder)
+
+    def test_a_pickle_in_place_of_the_heads_is_never_unpickled(self, frozen_mean: Trained, copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        marker = tmp_path / "unpickled"
+        payload = pickle.dumps(_MakeDir(marker))
+        (folder / "heads.safetensors").write_bytes(payload)
+        _record_checksum(folder, "heads.safetensors")
+        with pytest.raises(ArtifactError, match=_refused(folder, "heads.safetensors", "is not a readable safetensors file")):
+            load(folder)
+        assert not marker.exists()
+        pickle.loads(payload)  # the payload is live: unpickling it would have left the marker
+        assert marker.is_dir()
+
+    def test_a_link_out_of_the_folder_is_refused(self, frozen_mean: Trained, copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        outside = tmp_path / "elsewhere.json"
+        shutil.move(folder / "tokenizer" / "tokenizer.json", outside)
+        (folder / "tokenizer" / "tokenizer.json").symlink_to(outside)  # the same bytes, so the checksum matches
+        with pytest.raises(ArtifactError, match=_refused(folder, "tokenizer/tokenizer.json", "is a link to .* outside the model folder")):
+            load(folder)
+
+
+class TestDegenerateStatistics:
+    @pytest.mark.parametrize("edit", [{"point_std": 0.0}, {"pair_std": float("nan")}, {"pair_mean": float("inf")}])
+    def test_save_refuses_them(self, edit: dict, frozen_mean: Trained, tmp_path: Path) -> None:
+        artifact = dataclasses.replace(frozen_mean.artifact, score_stats=frozen_mean.artifact.score_stats | edit)
+        with pytest.raises(ArtifactError, match=f"score_stats {next(iter(edit))} is .*the validation slice gave constant or non-finite"):
+            save(artifact, tmp_path / "M")
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize("edit", [{"pair_std": 0.0}, {"point_mean": float("nan")}])
+    def test_load_refuses_them(self, edit: dict, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m["score_stats"].update(edit))
+        with pytest.raises(ArtifactError, match=rf"leadrank\.json: score_stats {next(iter(edit))} is .*constant or non-finite"):
+            load(folder)
+
+    def test_load_refuses_a_non_finite_calibration(self, frozen_mean: Trained, copy_of) -> None:  # noqa: ANN001
+        folder = copy_of(frozen_mean)
+        _edit_manifest(folder, lambda m: m.update(calibration={"method": "platt", "a": float("nan"), "b": 0.0}))
+        with pytest.raises(ArtifactError, match=r"(?s)'calibration' entry is not valid.*must be finite numbers"):
+            load(folder)

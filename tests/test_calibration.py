@@ -210,16 +210,13 @@ class TestArtifact:
         by_logit = np.argsort(point, kind="stable")
         assert (np.diff(probability[by_logit]) >= 0).all()
 
-    def test_an_old_manifest_without_calibration_loads_with_identity(self, platt_dir: Path, tmp_path: Path, leads: pd.DataFrame) -> None:
+    def test_a_manifest_without_calibration_is_refused(self, platt_dir: Path, tmp_path: Path) -> None:
         folder = Path(shutil.copytree(platt_dir, tmp_path / "old"))
         manifest = json.loads((folder / "leadrank.json").read_text(encoding="utf-8"))
-        del manifest["calibration"], manifest["model_version"]
+        del manifest["calibration"]
         (folder / "leadrank.json").write_text(json.dumps(manifest), encoding="utf-8")
-        artifact = load(folder)
-        assert artifact.calibration == Calibration()
-        scorer = Scorer(artifact, EXACT)
-        point, _ = scorer.raw_scores(leads)
-        assert_allclose(scorer.score(leads)["probability"], raw(point), rtol=0, atol=1e-12)
+        with pytest.raises(ArtifactError, match="calibration"):
+            load(folder)
 
     def test_a_broken_calibration_entry_is_named(self, platt_dir: Path, tmp_path: Path) -> None:
         folder = Path(shutil.copytree(platt_dir, tmp_path / "broken"))

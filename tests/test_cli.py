@@ -55,7 +55,7 @@ class TestSynthAndValidate:
 
         result = invoke("validate", out)
         assert result.exit_code == 0, result.output
-        assert "OK: 20,000 leads follow the contract (16 features)." in result.output
+        assert "OK: 20,000 leads follow the contract (16 features; FeatureSpec shipped NEV spec" in result.output
 
     def test_same_seed_same_table(self, tmp_path: Path) -> None:
         for name in ("a.parquet", "b.parquet"):
@@ -64,18 +64,18 @@ class TestSynthAndValidate:
 
     def test_unknown_preset_is_a_usage_error(self, tmp_path: Path) -> None:
         result = invoke("synth", "--n", "100", "--preset", "sparse", "--out", tmp_path / "x.parquet")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "Unknown preset 'sparse'; choose one of ['default', 'dense']." in result.output
         assert not (tmp_path / "x.parquet").exists()
 
 
 class TestValidate:
-    def test_lists_every_problem_and_exits_2(self, tmp_path: Path, leads: pd.DataFrame) -> None:
+    def test_lists_every_problem_and_exits_3(self, tmp_path: Path, leads: pd.DataFrame) -> None:
         path = tmp_path / "bad.csv"
         with_row_problems(leads).drop(columns="customer_age").to_csv(path, index=False)
         duplicated = leads.loc[4, "lead_id"]
         result = invoke("validate", path)
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 3, result.output
         out = result.output
         assert "Invalid lead table" in out
         assert "4 problem(s) in the lead table" in out
@@ -116,14 +116,14 @@ class TestValidate:
         with_row_problems(leads).drop(columns="customer_age").to_csv(source, index=False)
         clean = tmp_path / "clean.parquet"
         result = invoke("validate", source, "--drop-invalid", "--out", clean)
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 3, result.output
         assert "column 'customer_age': the column is missing" in result.output
         assert not clean.exists()
         assert not (tmp_path / "clean.rejected.parquet").exists()
 
     def test_drop_invalid_needs_out(self, leads_file: Path) -> None:
         result = invoke("validate", leads_file, "--drop-invalid")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "Error: --drop-invalid needs --out FILE for the valid rows." in result.output
 
     def test_no_labels_accepts_a_table_to_score(self, tmp_path: Path, leads: pd.DataFrame) -> None:
@@ -133,7 +133,7 @@ class TestValidate:
         assert result.exit_code == 0, result.output
         assert f"OK: {len(leads):,} leads follow the contract" in result.output
         result = invoke("validate", path)  # by default the outcome columns are required
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         for column in ("label", "funnel_stage", "call_duration_s"):
             assert f"column {column!r}: the column is missing" in result.output
 
@@ -141,7 +141,7 @@ class TestValidate:
         path = tmp_path / "to_score.parquet"
         write_table(leads.drop(columns=["label", "funnel_stage", "call_duration_s"]), path)
         result = invoke("validate", path)
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         assert "--no-labels" in result.output
 
     def test_features_option_changes_the_contract(self, tmp_path: Path, leads: pd.DataFrame) -> None:
@@ -150,10 +150,10 @@ class TestValidate:
         spec.to_yaml(spec_path)
         path = tmp_path / "narrow.parquet"
         write_table(leads[["lead_id", "as_of", "customer_age", "label", "funnel_stage", "call_duration_s"]], path)
-        assert invoke("validate", path).exit_code == 2  # the NEV spec wants its 16 features
+        assert invoke("validate", path).exit_code == 3  # the NEV spec wants its 16 features
         result = invoke("validate", path, "--features", spec_path)
         assert result.exit_code == 0, result.output
-        assert "(1 features)" in result.output
+        assert "(1 features; FeatureSpec " in result.output
 
 
 class TestSpecInfer:
@@ -199,11 +199,11 @@ class TestDescribe:
         assert "positives" in result.output
         assert "Oracle" not in result.output
 
-    def test_invalid_table_exits_2(self, tmp_path: Path, leads: pd.DataFrame) -> None:
+    def test_invalid_table_exits_3(self, tmp_path: Path, leads: pd.DataFrame) -> None:
         path = tmp_path / "bad.csv"
         with_row_problems(leads).to_csv(path, index=False)
         result = invoke("describe", path, "--no-tokens")
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         assert "Invalid lead table" in result.output
 
     @pytest.mark.skipif(
@@ -250,8 +250,8 @@ VERBS = [
     (["synth"], ["--out", "--n", "--seed", "--preset", "--positive-rate", "--days", "--report"]),
     (["validate"], ["--features", "--funnel", "--labels", "--no-labels", "--drop-invalid", "--out"]),
     (["describe"], ["--features", "--funnel", "--tokens", "--no-tokens"]),
-    (["spec", "infer"], ["--out", "--funnel"]),
-    (["demo"], ["--out", "--n", "--seed", "--backbone", "--config"]),
+    (["spec", "infer"], ["--out", "--funnel", "--keep"]),
+    (["demo"], ["--out", "--n", "--seed", "--backbone", "--config", "--threads"]),
 ]
 
 

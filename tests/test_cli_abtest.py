@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from leadrank import cli
 from leadrank.data.io import read_table, write_table
 from helpers import concentrated_control_outcomes, invoke, plain as text, widen_consoles
 
@@ -60,10 +62,10 @@ def test_plan_says_when_it_derives_tiers(demo: Path, tmp_path: Path) -> None:
     assert set(read_table(tmp_path / "assignment.csv")["tier"]) == {"q1", "q2", "q3", "q4"}
 
 
-def test_plan_missing_column_exits_1(demo: Path, tmp_path: Path) -> None:
+def test_plan_missing_column_exits_3(demo: Path, tmp_path: Path) -> None:
     broken = write_table(read_table(demo / "specialists.csv").drop(columns="lockins_7d"), tmp_path / "broken.csv")
     result = invoke("abtest", "plan", broken, "--out", tmp_path / "assignment.csv")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "lacks column(s) ['lockins_7d']" in text(result)
     assert not (tmp_path / "assignment.csv").exists()
 
@@ -79,18 +81,18 @@ def test_analyze_prints_the_outcome_and_writes_the_figure(demo: Path, tmp_path: 
     assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_analyze_unknown_specialist_exits_1(demo: Path, tmp_path: Path) -> None:
+def test_analyze_unknown_specialist_exits_3(demo: Path, tmp_path: Path) -> None:
     outcomes = read_table(demo / "outcomes.csv")
     outcomes.loc[0, "specialist_id"] = "S999"
     stray = write_table(outcomes, tmp_path / "outcomes.csv")
     result = invoke("abtest", "analyze", stray, "--assignment", demo / "assignment.csv")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "not in the assignment" in text(result) and "'S999'" in text(result)
 
 
-def test_analyze_without_arm_or_assignment_exits_1(demo: Path) -> None:
+def test_analyze_without_arm_or_assignment_exits_3(demo: Path) -> None:
     result = invoke("abtest", "analyze", demo / "outcomes.csv")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "lacks column(s) ['arm']" in text(result) and "pass the assignment" in text(result)
 
 
@@ -111,3 +113,30 @@ def test_analyze_shows_the_difference_when_the_uplift_ci_is_undefined(tmp_path: 
     assert "n/a (see note)" in rows["treatment"]
     assert "+12.50" in rows["treatment"] and re.search(r"[+-]\d+\.\d\d to [+-]\d+\.\d\d", rows["treatment"])
     assert "uplift CI not computed" in " ".join(text(result).split())
+
+
+def test_plan_and_analyze_name_the_same_test(demo: Path, tmp_path: Path) -> None:
+    planned = invoke("abtest", "plan", demo / "specialists.csv", "--out", tmp_path / "assignment.csv")
+    analyzed = invoke("abtest", "analyze", demo / "outcomes.csv", "--assignment", demo / "assignment.csv")
+    assert planned.exit_code == 0 and analyzed.exit_code == 0, planned.output + analyzed.output
+    for result in (planned, analyzed):
+        assert "Welch's two-sided t-test on specialist conversion rates" in " ".join(text(result).split())
+
+
+def test_analyze_table_wraps_at_80_columns(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.abtest, "console", Console(width=80))
+    result = invoke("abtest", "analyze", demo / "outcomes.csv", "--assignment", demo / "assignment.csv")
+    assert result.exit_code == 0, result.output
+    output = text(result)
+    assert "…" not in output  # no cell is cut short
+    assert max(len(line) for line in output.splitlines()) <= 80
+    header = [line for line in output.splitlines() if line.startswith("┃")]
+    assert "".join(line.split("┃")[2].strip() for line in header) == "specialists"  # the header folded, not cut
+
+
+def test_arm_names_are_shown_as_written(tmp_path: Path) -> None:
+    """An arm called "[/]treatment" is text, not rich markup (which would fail to parse)."""
+    outcomes = concentrated_control_outcomes().replace({"arm": {"treatment": "[/]treatment"}})
+    result = invoke("abtest", "analyze", write_table(outcomes, tmp_path / "outcomes.csv"))
+    assert result.exit_code == 0, result.output
+    assert "│ [/]treatment" in text(result) and "[/]treatment:" in text(result)

@@ -108,7 +108,7 @@ class TestScoreCrm:
         config = tmp_path / "crm.yaml"
         config.write_text("grade_a_min_percentile: 10\n", encoding="utf-8")
         result = invoke("score", model_dir, new_leads, "--out", tmp_path / "S.csv", "--crm-config", config)
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "grade cut-offs must not increase" in text(result)
         assert not (tmp_path / "S.csv").exists()
 

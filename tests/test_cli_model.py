@@ -120,7 +120,7 @@ class TestTrain:
 
     def test_an_unknown_preset_names_the_presets(self, data_dir: Path, tmp_path: Path) -> None:
         result = _train(data_dir, tmp_path / "M", "--preset", "nope")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         output = text(result)
         assert "Unknown preset 'nope'" in output
         assert "cpu-quick" in output and "paper" in output

@@ -93,7 +93,7 @@ class TestVersionsAndRollback:
 class TestMinimums:
     def test_train_refuses_too_few_positives_naming_the_counts(self, data_dir: Path, tmp_path: Path) -> None:
         result = invoke("train", data_dir / "leads.parquet", "--out", tmp_path / "M", "--backbone", "tiny")
-        assert result.exit_code == 1
+        assert result.exit_code == 3
         output = text(result)
         assert re.search(r"the table has \d+ positive\(s\) \(minimum 100\)", output)
         assert "Widen the data window" in output and "min_train_positives" in output
@@ -101,15 +101,15 @@ class TestMinimums:
 
     def test_retrain_refuses_too_few_positives_and_publishes_nothing(self, data_dir: Path, tmp_path: Path) -> None:
         result = invoke("retrain", tmp_path / "reg", data_dir / "leads.parquet", "--backbone", "tiny")
-        assert result.exit_code == 1
+        assert result.exit_code == 3
         assert "(minimum 100)" in text(result)
         assert versions(tmp_path / "reg") == []
 
-    def test_retrain_of_an_invalid_table_exits_2(self, data_dir: Path, tmp_path: Path) -> None:
+    def test_retrain_of_an_invalid_table_exits_3(self, data_dir: Path, tmp_path: Path) -> None:
         broken = simulate(SynthConfig.preset("dense", n=50, seed=1)).drop(columns=["label"])
         write_table(broken, tmp_path / "broken.parquet")
         result = invoke("retrain", tmp_path / "reg", tmp_path / "broken.parquet", "--backbone", "tiny")
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         assert "label" in text(result)
 
 

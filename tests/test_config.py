@@ -10,7 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from leadrank.config import Feature, FeatureSpec, FunnelSpec, Tier
+from leadrank.config import Feature, FeatureSpec, FunnelSpec, SpecNotFoundError, Tier
+from leadrank.errors import DataContractError, EnvironmentProblem
 
 STAGES = ["defeat", "new", "call", "test_drive", "lock"]
 
@@ -250,13 +251,82 @@ class TestFromYamlErrors:
         with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not a valid FeatureSpec"):
             FeatureSpec.from_yaml(path)
 
-    def test_yaml_syntax_error_names_file(self, tmp_path: Path) -> None:
-        # Actual behaviour: a YAML syntax error is PyYAML's own error (not a ValueError); it still names the file.
+    def test_invalid_spec_is_a_data_contract_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "features.yaml"
+        path.write_text("features: [{name: a, kind: text}]\n", encoding="utf-8")
+        expected = r"(?s)features\.0\.kind.*fix: correct the field\(s\) named above"
+        with pytest.raises(DataContractError, match=expected) as info:
+            FeatureSpec.from_yaml(path)
+        assert info.value.exit_code == 3
+
+    def test_yaml_syntax_error_names_file_line_and_column(self, tmp_path: Path) -> None:
         path = tmp_path / "funnel.yaml"
         path.write_text("stages: [new, call\n", encoding="utf-8")
-        with pytest.raises(yaml.YAMLError, match=re.escape(f'in "{path}", line 1')):
+        with pytest.raises(DataContractError, match=rf"^{re.escape(str(path))}, line 2, column 1: not valid YAML"):
             FunnelSpec.from_yaml(path)
 
+    def test_yaml_tag_is_refused_without_running_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "features.yaml"
+        path.write_text("features:\n  - !!python/object/apply:os.system ['echo hacked']\n", encoding="utf-8")
+        with pytest.raises(DataContractError, match=rf"^{re.escape(str(path))}, line 2, column 5: a YAML tag") as info:
+            FeatureSpec.from_yaml(path)
+        assert "python/object/apply:os.system" in str(info.value) and "fix: remove the tag" in str(info.value)
+
+    def test_control_character_names_the_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "features.yaml"
+        path.write_text("features: []\ndialogue_column: a\x00b\n", encoding="utf-8")
+        with pytest.raises(DataContractError, match=rf"^{re.escape(str(path))}, line 2: not valid YAML \(character '\\x00'"):
+            FeatureSpec.from_yaml(path)
+
+    def test_file_that_is_not_utf8(self, tmp_path: Path) -> None:
+        path = tmp_path / "features.yaml"
+        path.write_bytes("features: []\n# Größe\n".encode("latin-1"))
+        with pytest.raises(DataContractError, match=rf"^{re.escape(str(path))}, line 2: not UTF-8 text \(byte 0xf6\)"):
+            FeatureSpec.from_yaml(path)
+
     def test_missing_file(self, tmp_path: Path) -> None:
-        with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope.yaml"))):
+        with pytest.raises(SpecNotFoundError, match=re.escape(str(tmp_path / "nope.yaml"))) as info:
             FunnelSpec.from_yaml(tmp_path / "nope.yaml")
+        assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, EnvironmentProblem)
+
+    def test_folder_instead_of_file(self, tmp_path: Path) -> None:
+        with pytest.raises(EnvironmentProblem, match=rf"^{re.escape(str(tmp_path))}: cannot read the FunnelSpec file"):
+            FunnelSpec.from_yaml(tmp_path)
+
+
+class TestBounds:
+    def test_shipped_counts_are_never_negative(self) -> None:
+        spec = FeatureSpec.nev_default()
+        assert {f.name: f.min for f in spec.features if f.kind == "numeric"} == {
+            name: 0.0
+            for name in [
+                "lead_age_days", "customer_age", "family_size", "app_visits_7d", "app_visits_30d",
+                "configurator_sessions", "store_visits", "followup_count", "days_since_last_contact",
+            ]
+        }  # fmt: skip
+        assert all(f.max is None for f in spec.features)
+
+    @pytest.mark.parametrize(
+        ("bounds", "message"),
+        [
+            ({"min": 5, "max": 1}, r"feature 'x': min \(5\) is above max \(1\)"),
+            ({"min": "0"}, r"min\n  Input should be a valid number"),
+            ({"max": True}, r"max\n  Input should be a valid number"),
+            ({"min": float("nan")}, r"min\n  Input should be a finite number"),
+        ],
+    )
+    def test_bad_bounds(self, bounds: dict, message: str) -> None:
+        with pytest.raises(ValidationError, match=message):
+            Feature(name="x", kind="numeric", **bounds)
+
+    def test_bounds_are_for_numeric_features(self) -> None:
+        with pytest.raises(ValidationError, match="min/max bound numeric features only; this one is bool"):
+            Feature(name="x", kind="bool", min=0)
+
+    def test_round_trip_writes_bounds_only_when_set(self, tmp_path: Path) -> None:
+        spec = FeatureSpec(features=[Feature(name="a", kind="numeric", min=0, max=1.5), Feature(name="b", kind="numeric")])
+        spec.to_yaml(tmp_path / "f.yaml")
+        assert FeatureSpec.from_yaml(tmp_path / "f.yaml") == spec
+        written = yaml.safe_load((tmp_path / "f.yaml").read_text(encoding="utf-8"))["features"]
+        assert written[0]["min"] == 0 and written[0]["max"] == 1.5
+        assert "min" not in written[1] and "max" not in written[1]

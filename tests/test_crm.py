@@ -261,10 +261,11 @@ class TestModelVersion:
         retrained = dataclasses.replace(artifact, model_version="")
         assert len({artifact.model_version, recalibrated.model_version, retrained.model_version}) == 3
 
-    def test_an_old_manifest_without_it_loads_and_gets_the_same_version(self, model_dir: Path, tmp_path: Path) -> None:
+    def test_a_manifest_without_it_is_refused(self, model_dir: Path, tmp_path: Path) -> None:
         folder = Path(shutil.copytree(model_dir, tmp_path / "old"))
         _edit_manifest(folder, lambda m: m.pop("model_version"))
-        assert load(folder).model_version == read_manifest(model_dir)["model_version"]
+        with pytest.raises(ArtifactError, match="has no 'model_version'"):
+            load(folder)
 
     def test_a_directory_changed_after_saving_is_refused(self, model_dir: Path, tmp_path: Path) -> None:
         folder = Path(shutil.copytree(model_dir, tmp_path / "edited"))

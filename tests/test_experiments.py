@@ -15,7 +15,8 @@ import pytest
 from leadrank.cli import app
 from leadrank.config import FeatureSpec
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.experiments import PAPER_SUITES, SUITES, BenchConfig, run_bench
+from leadrank.data.minimums import TooFewLeadsError
+from leadrank.experiments import PAPER_SUITES, SUITES, TEXT_SKIPPED, BenchConfig, run_bench
 from leadrank.report import load_predictions, load_results
 from typer.testing import CliRunner
 
@@ -162,6 +163,37 @@ class TestUserData:
         assert ids.loc[0] == ids.loc[1]
 
 
+    def test_a_table_whose_dialogues_are_all_empty_skips_the_text_baselines_with_a_note(
+        self, tmp_path: Path, config_file: Path
+    ) -> None:
+        table = simulate(SynthConfig.preset("dense", n=300, seed=3)).assign(dialogue="")
+        (folder,) = _bench(tmp_path, config_file, ("table2",), seeds=(0,), data=table, data_name="empty.parquet")
+        results = load_results(folder)
+        models = [row["model"] for row in results.summary]
+        assert "LightGBM tabular + TF-IDF" not in models and "LightGBM tabular" in models
+        assert TEXT_SKIPPED in results.notes
+
+
+class TestChecksBeforeWork:
+    """What would fail after minutes of baselines fails before any of them."""
+
+    def test_a_pool_layer_the_backbone_lacks(self, tmp_path: Path) -> None:
+        config = tmp_path / "deep.yaml"
+        config.write_text(CONFIG.replace("pool_layer: 1", "pool_layer: 15"), encoding="utf-8")
+        steps: list[str] = []
+        with pytest.raises(ValueError, match="pool_layer=15 but this backbone has 2 layers"):
+            run_bench(BenchConfig(suites=("table2",), out=tmp_path, seeds=(0,), n=300, backbone="tiny", config_file=config), steps.append)
+        assert steps == []
+
+    def test_too_few_training_positives(self, tmp_path: Path) -> None:
+        config = tmp_path / "strict.yaml"
+        config.write_text(CONFIG.replace("min_train_positives: 1", "min_train_positives: 10000"), encoding="utf-8")
+        steps: list[str] = []
+        with pytest.raises(TooFewLeadsError):
+            run_bench(BenchConfig(suites=("table2",), out=tmp_path, seeds=(0,), n=300, backbone="tiny", config_file=config), steps.append)
+        assert steps == []
+
+
 class TestConfig:
     def test_an_unknown_suite_names_the_choices(self, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"unknown suite\(s\) \['tabel1'\].*table1"):
@@ -193,12 +225,12 @@ class TestCommandLine:
 
     def test_bad_seeds_are_explained(self, tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["bench", "--suite", "rankby", "--seeds", "0,x", "--out", str(tmp_path)])
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "--seeds must be comma-separated integers" in result.output
 
-    def test_an_unknown_suite_exits_1(self, tmp_path: Path) -> None:
+    def test_an_unknown_suite_is_a_usage_error(self, tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["bench", "--suite", "nope", "--out", str(tmp_path)])
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "unknown suite" in result.output
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from leadrank import _files
+from leadrank._files import FileAccessError, write_text_atomic
 from leadrank.data import io
-from leadrank.data.io import ChunkedWriter, iter_table, read_table, write_table
+from leadrank.data.io import ChunkedWriter, iter_table, read_table, refuse_overwriting_inputs, write_table
+from leadrank.errors import ConfigurationError, DataContractError, EnvironmentProblem
 
 FILE_SUFFIXES = [".csv", ".parquet", ".pq", ".jsonl", ".ndjson"]
 ALL_SUFFIXES = [*FILE_SUFFIXES, ".duckdb"]  # ".db" (DuckDB too) is covered in TestDuckDB
@@ -268,3 +274,327 @@ class TestErrors:
         with pytest.raises(FileNotFoundError, match="nope"):
             next(iter_table(missing))
         assert not missing.exists()  # DuckDB must not create an empty database while reading
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+class TestEncodings:
+    @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+    def test_latin1_byte_names_the_line_and_the_fix(self, tmp_path: Path, suffix: str) -> None:
+        csv_rows = ["lead_id,city", "L1,Oslo", "L2,Zürich"]
+        jsonl_rows = ['{"lead_id": "L1", "city": "Oslo"}', '{"lead_id": "L2", "city": "Zürich"}']
+        rows = csv_rows if suffix == ".csv" else jsonl_rows
+        path = write_bytes(tmp_path / f"leads{suffix}", "\n".join(rows).encode("latin-1") + b"\n")
+        line = 3 if suffix == ".csv" else 2
+        expected = (
+            rf"leads{suffix}, line {line}: byte 0xfc is not valid utf-8; it looks like latin-1/cp1252: "
+            r"pass encoding='latin-1'; on the command line --encoding latin-1"
+        )
+        with pytest.raises(DataContractError, match=expected):
+            read_table(path)
+        with pytest.raises(DataContractError, match=expected):
+            list(iter_table(path, chunk_rows=1))
+        assert read_table(path, encoding="latin-1")["city"].tolist() == ["Oslo", "Zürich"]
+        assert pd.concat(iter_table(path, encoding="latin-1"))["city"].tolist() == ["Oslo", "Zürich"]
+
+    def test_bad_byte_far_into_a_chunked_file(self, tmp_path: Path) -> None:
+        text = "lead_id,note\n" + "".join(f"L{i},ok\n" for i in range(40)) + "L40,\u20ac 5\n"
+        path = write_bytes(tmp_path / "leads.csv", text.encode("cp1252"))
+        with pytest.raises(DataContractError, match=r"line 42: byte 0x80 .* pass encoding='cp1252'; on the command line --encoding cp1252"):
+            list(iter_table(path, chunk_rows=8))
+        assert read_table(path, encoding="cp1252")["note"].iloc[-1] == "€ 5"
+
+    def test_utf16_file_is_recognised(self, tmp_path: Path) -> None:
+        # Excel's "Unicode text": UTF-16 with a byte order mark, tab-separated
+        path = write_bytes(tmp_path / "leads.csv", "lead_id\tcity\r\n007\tZürich\r\n".encode("utf-16"))
+        with pytest.raises(DataContractError, match=r"line 1: byte 0xff .* it looks like UTF-16: pass encoding='utf-16'"):
+            read_table(path)
+        back = read_table(path, encoding="utf-16")
+        assert back.to_dict("list") == {"lead_id": ["007"], "city": ["Zürich"]}
+
+    def test_bom_and_crlf_are_accepted_in_csv(self, tmp_path: Path) -> None:
+        path = write_bytes(tmp_path / "leads.csv", b"\xef\xbb\xbflead_id,visits,dialogue\r\n007,1,hi\r\n008,2,\r\n")
+        for back in (read_table(path), pd.concat(iter_table(path, chunk_rows=1))):
+            assert list(back.columns) == ["lead_id", "visits", "dialogue"]
+            assert back["lead_id"].tolist() == ["007", "008"]
+            assert back["visits"].tolist() == [1, 2]
+            assert back["dialogue"].tolist() == ["hi", ""]
+
+    def test_bom_and_crlf_are_accepted_in_jsonl(self, tmp_path: Path) -> None:
+        path = write_bytes(tmp_path / "leads.jsonl", b'\xef\xbb\xbf{"lead_id": "007", "visits": 1}\r\n{"lead_id": "008", "visits": 2}\r\n')
+        for back in (read_table(path), pd.concat(iter_table(path, chunk_rows=1))):
+            assert list(back.columns) == ["lead_id", "visits"]
+            assert back["lead_id"].tolist() == ["007", "008"]
+
+    def test_unknown_encoding(self, tmp_path: Path) -> None:
+        path = write_table(leads(2), tmp_path / "leads.csv")
+        with pytest.raises(ConfigurationError, match="unknown encoding 'klingon'"):
+            read_table(path, encoding="klingon")
+
+
+class TestBrokenText:
+    def test_broken_jsonl_line_by_number_and_excerpt(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.jsonl"
+        path.write_text('{"lead_id": "a"}\n\n{"lead_id": "b"}\n{"lead_id": "c", oops}\n{"lead_id": "d"}\n', encoding="utf-8")
+        expected = r"leads\.jsonl, line 4: not valid JSON \(.*\): '\{\"lead_id\": \"c\", oops\}'; write one JSON object per line"
+        with pytest.raises(DataContractError, match=expected):
+            read_table(path)
+        with pytest.raises(DataContractError, match=expected):
+            list(iter_table(path, chunk_rows=2))
+
+    def test_long_broken_line_is_cut(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.jsonl"
+        path.write_text('{"lead_id": "a", "dialogue": "' + "x" * 500 + "\n", encoding="utf-8")
+        with pytest.raises(DataContractError, match=r"line 1: .*xxx\.\.\.'; write") as caught:
+            read_table(path)
+        assert len(str(caught.value)) < 300
+
+    @pytest.mark.parametrize("content", [b"", b"  \n\r\n\t\n", b"\xef\xbb\xbf"])
+    @pytest.mark.parametrize(
+        ("suffix", "needs"), [(".csv", "a header row"), (".jsonl", "one JSON object per line")]
+    )
+    def test_empty_file(self, tmp_path: Path, content: bytes, suffix: str, needs: str) -> None:
+        path = write_bytes(tmp_path / f"leads{suffix}", content)
+        expected = rf"leads{suffix} is empty: a lead table needs {needs}"
+        with pytest.raises(DataContractError, match=expected):
+            read_table(path)
+        with pytest.raises(DataContractError, match=expected):
+            next(iter_table(path))
+
+
+class TestCsvDelimiter:
+    @pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+    def test_delimiter_is_found_from_the_header(self, tmp_path: Path, delimiter: str) -> None:
+        rows = [["lead_id", "visits", "city"], ["007", "1", "Zürich, CH"], ["008", "2", "Oslo"]]
+        path = tmp_path / "leads.csv"
+        path.write_text("".join(delimiter.join(row) + "\n" for row in rows), encoding="utf-8")
+        for back in (read_table(path), pd.concat(iter_table(path, chunk_rows=1))):
+            assert list(back.columns) == ["lead_id", "visits", "city"]
+            assert back["lead_id"].tolist() == ["007", "008"]
+            assert back["visits"].tolist() == [1, 2]
+            assert back["city"].tolist() == ["Zürich, CH", "Oslo"]
+
+    def test_quoted_names_do_not_count(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.csv"
+        path.write_text('lead_id,"notes; free text",visits\n007,"a; b",1\n', encoding="utf-8")
+        assert list(read_table(path).columns) == ["lead_id", "notes; free text", "visits"]
+
+    def test_row_with_extra_fields_names_its_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.csv"
+        path.write_text("lead_id,city\n007,Oslo\n008,Zürich, CH\n", encoding="utf-8")
+        with pytest.raises(DataContractError, match=r"leads\.csv: .*Expected 2 fields in line 3, saw 3; quote the fields"):
+            read_table(path)
+
+    def test_header_in_one_column_holding_another_delimiter_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.csv"
+        path.write_text('"lead_id;visits"\n"007;1"\n', encoding="utf-8")
+        expected = r"leads\.csv: the header row reads as one column 'lead_id;visits' with the delimiter found \(','\), yet it holds ';'"
+        with pytest.raises(DataContractError, match=expected):
+            read_table(path)
+
+
+class TestFileAccess:
+    def test_reading_a_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "leads.csv").mkdir()
+        with pytest.raises(EnvironmentProblem, match=r"leads\.csv is a folder, not a file"):
+            read_table(tmp_path / "leads.csv")
+
+    @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+    def test_unreadable_file(self, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = write_table(leads(3), tmp_path / f"leads{suffix}")
+
+        def denied(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        # chmod 000 does not stop root: refuse where each format first opens the file
+        expected = rf"cannot read {re.escape(str(path))}: Permission denied"
+        with monkeypatch.context() as patch, pytest.raises(FileAccessError, match=expected) as caught:
+            patch.setattr(Path, "open", denied)
+            patch.setattr(pq, "read_table", denied)
+            read_table(path)
+        assert isinstance(caught.value, EnvironmentProblem) and isinstance(caught.value, OSError)
+
+    def test_not_a_duckdb_database(self, tmp_path: Path) -> None:
+        path = write_bytes(tmp_path / "crm.duckdb", b"lead_id,visits\n007,1\n" * 100)
+        with pytest.raises(EnvironmentProblem, match=r"cannot read .*crm\.duckdb"):
+            read_table(path)
+
+    @pytest.mark.parametrize("suffix", ALL_SUFFIXES)
+    def test_writing_under_a_regular_file(self, tmp_path: Path, suffix: str) -> None:
+        blocker = write_bytes(tmp_path / "notes.txt", b"a file, not a folder")
+        destination = blocker / f"leads{suffix}"
+        with pytest.raises(EnvironmentProblem, match=rf"cannot write {re.escape(str(destination))}: .*; choose a writable folder"):
+            write_table(leads(2), destination)
+        assert blocker.read_bytes() == b"a file, not a folder"
+
+    @pytest.mark.parametrize("suffix", ALL_SUFFIXES)
+    def test_writing_onto_a_folder(self, tmp_path: Path, suffix: str) -> None:
+        folder = tmp_path / f"leads{suffix}"
+        (folder / "inside").mkdir(parents=True)
+        with pytest.raises(EnvironmentProblem, match=rf"cannot write {re.escape(str(folder))}: .*; choose a writable folder"):
+            write_table(leads(2), folder)
+        assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+        assert [p.name for p in folder.iterdir()] == ["inside"]
+
+    @pytest.mark.parametrize("suffix", FILE_SUFFIXES)
+    def test_disk_full_keeps_the_old_file(self, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        destination = write_table(leads(3), tmp_path / f"leads{suffix}")
+        before = destination.read_bytes()
+
+        def disk_full(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+        monkeypatch.setattr(pd.DataFrame, "to_json", disk_full)
+        monkeypatch.setattr(io.pq, "write_table", disk_full)
+        with pytest.raises(EnvironmentProblem, match=r"cannot write .*: No space left on device; choose a writable folder with free space"):
+            write_table(leads(6), destination)
+        assert destination.read_bytes() == before
+        assert [p.name for p in tmp_path.iterdir()] == [destination.name]
+
+    @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+    def test_chunked_writer_disk_full_keeps_the_old_file(self, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        destination = write_table(leads(2), tmp_path / f"scores{suffix}")
+        before = destination.read_bytes()
+
+        def disk_full(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with pytest.raises(EnvironmentProblem, match=r"No space left on device; choose a writable folder"):
+            with ChunkedWriter(destination) as out:
+                out.write(leads(4))
+                monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+                monkeypatch.setattr(pd.DataFrame, "to_json", disk_full)
+                monkeypatch.setattr(io.pq.ParquetWriter, "write_table", disk_full)
+                out.write(leads(4))
+        assert destination.read_bytes() == before
+        assert [p.name for p in tmp_path.iterdir()] == [destination.name]
+
+    def test_read_only_file_system(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        def read_only(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(_files.tempfile, "mkstemp", read_only)
+        with pytest.raises(EnvironmentProblem, match=r"cannot write .*report\.md: Read-only file system; choose a writable folder"):
+            write_text_atomic(tmp_path / "report.md", "# hi\n")
+        with pytest.raises(EnvironmentProblem, match=r"cannot write .*leads\.csv: Read-only file system"):
+            write_table(leads(2), tmp_path / "leads.csv")
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestFormulaInjection:
+    HOSTILE = ['=HYPERLINK("http://x")', "+cmd|calc", "@SUM(1)", "-2+3", "\tx", "\rx", "L-5"]
+
+    def table(self) -> pd.DataFrame:
+        n = len(self.HOSTILE)
+        return pd.DataFrame(
+            {
+                "lead_id": self.HOSTILE,
+                "visits": [-1, 2, -3, 4, 5, 6, -7][:n],
+                "days": [-1.5] * n,
+                "mixed": pd.Series(["-5", -5, "ok", 1.5, None, "=1", 3], dtype=object)[:n],
+            }
+        )
+
+    def check(self, path: Path, original: pd.DataFrame) -> None:
+        back = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert back["lead_id"].tolist() == ["'" + v for v in self.HOSTILE[:-1]] + ["L-5"]
+        assert back["visits"].tolist() == ["-1", "2", "-3", "4", "5", "6", "-7"]  # numbers untouched
+        assert back["days"].tolist() == ["-1.5"] * 7
+        assert back["mixed"].tolist() == ["'-5", "-5", "ok", "1.5", "", "'=1", "3"]  # text escaped, numbers not
+        pd.testing.assert_frame_equal(original, self.table())  # the caller's table is not changed
+
+    def test_write_table_csv(self, tmp_path: Path) -> None:
+        original = self.table()
+        self.check(write_table(original, tmp_path / "leads.csv"), original)
+
+    def test_chunked_writer_csv(self, tmp_path: Path) -> None:
+        original = self.table()
+        with ChunkedWriter(tmp_path / "scores.csv") as out:
+            out.write(original.iloc[:3])
+            out.write(original.iloc[3:])
+        self.check(tmp_path / "scores.csv", original)
+
+    def test_line_breaks_inside_text_survive(self, tmp_path: Path) -> None:
+        # a transcript with old Mac (CR) or Windows (CRLF) line breaks stays one field
+        table = pd.DataFrame({"lead_id": ["a", "b", "c"], "dialogue": ["agent: hi\rcustomer: yo", "x\r\ny", "p\nq"]})
+        path = write_table(table, tmp_path / "leads.csv")
+        assert path.read_bytes().startswith(b"lead_id,dialogue\r\na,")
+        for back in (read_table(path), pd.concat(iter_table(path, chunk_rows=1))):
+            assert back["dialogue"].tolist() == table["dialogue"].tolist()
+
+    def test_column_names_are_escaped_too(self, tmp_path: Path) -> None:
+        path = write_table(pd.DataFrame({"lead_id": ["a"], "=cmd": [1]}), tmp_path / "leads.csv")
+        assert path.read_text(encoding="utf-8").splitlines()[0] == "lead_id,'=cmd"
+
+    @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".duckdb"])
+    def test_other_formats_keep_values(self, tmp_path: Path, suffix: str) -> None:
+        table = pd.DataFrame({"lead_id": self.HOSTILE, "visits": range(len(self.HOSTILE))})
+        back = read_table(write_table(table, tmp_path / f"leads{suffix}"))
+        assert back["lead_id"].tolist() == self.HOSTILE
+
+
+class TestOverwritingInputs:
+    def test_same_file_is_refused(self, tmp_path: Path) -> None:
+        source = write_table(leads(2), tmp_path / "leads.csv")
+        named = re.escape(str(source))
+        with pytest.raises(ConfigurationError, match=rf"the output {named} is the input {named}: .*choose another --out"):
+            refuse_overwriting_inputs([tmp_path / "other.csv", source], [tmp_path / "spec.yaml", source])
+
+    def test_same_file_by_another_name(self, tmp_path: Path) -> None:
+        source = write_table(leads(2), tmp_path / "leads.parquet")
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "link.parquet").symlink_to(source)
+        os.link(source, tmp_path / "hard.parquet")
+        for alias in (tmp_path / "sub" / ".." / "leads.parquet", tmp_path / "link.parquet", tmp_path / "hard.parquet"):
+            with pytest.raises(ConfigurationError, match=rf"the output {re.escape(str(alias))} is the input {re.escape(str(source))}"):
+                refuse_overwriting_inputs([alias], [source])
+
+    def test_output_not_yet_there_through_a_symlinked_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "alias").symlink_to(tmp_path / "data")
+        with pytest.raises(ConfigurationError, match="is the input"):
+            refuse_overwriting_inputs([tmp_path / "alias" / "new.csv"], [str(tmp_path / "data" / "new.csv")])
+
+    def test_duckdb_tables(self, tmp_path: Path) -> None:
+        db = tmp_path / "crm.duckdb"
+        with pytest.raises(ConfigurationError, match="is the input"):
+            refuse_overwriting_inputs([f"{db}::leads"], [db])  # 'leads' is the default table
+        with pytest.raises(ConfigurationError, match="is the input"):
+            refuse_overwriting_inputs([f"{db}::t"], [f"{tmp_path}/x/../crm.duckdb::t"])
+        refuse_overwriting_inputs([f"{db}::scores"], [db])  # another table of the same file
+
+    def test_different_files_pass(self, tmp_path: Path) -> None:
+        source = write_table(leads(2), tmp_path / "leads.csv")
+        write_table(leads(2), tmp_path / "copy.csv")
+        refuse_overwriting_inputs([tmp_path / "copy.csv", tmp_path / "model", tmp_path / "leads.parquet"], [source, tmp_path / "model2"])
+
+    def test_folders_and_other_paths_are_compared_too(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigurationError, match="is the input"):
+            refuse_overwriting_inputs([tmp_path / "model"], [tmp_path / "model" / "."])
+
+
+class TestMixedTypeColumns:
+    @pytest.mark.parametrize("suffix", [".parquet", ".duckdb"])
+    def test_mixed_column_is_named(self, tmp_path: Path, suffix: str) -> None:
+        path = tmp_path / "leads.jsonl"
+        path.write_text('{"lead_id": "a", "visits": 1}\n{"lead_id": "b", "visits": "three"}\n', encoding="utf-8")
+        table = read_table(path)
+        with pytest.raises(DataContractError, match=r"column 'visits' holds int, str values, .*write \.csv or \.jsonl instead"):
+            write_table(table, tmp_path / f"valid{suffix}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["leads.jsonl"]
+        back = read_table(write_table(table, tmp_path / "valid.jsonl"))  # JSONL keeps each value as it is
+        assert back["visits"].tolist() == [1, "three"]
+
+    def test_chunk_of_another_type_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(DataContractError, match=r"column 'visits' holds str values, .*of the first chunk's type, int64"):
+            with ChunkedWriter(tmp_path / "scores.parquet") as out:
+                out.write(pd.DataFrame({"lead_id": ["a"], "visits": [1]}))
+                out.write(pd.DataFrame({"lead_id": ["b"], "visits": ["many"]}))
+        assert list(tmp_path.iterdir()) == []

@@ -34,6 +34,7 @@ from leadrank.data.prompt import (
     split_turns,
     truncate_dialogue,
 )
+from leadrank.errors import ConfigurationError, DataContractError
 from leadrank.model.backbone import load_tokenizer
 
 WORDS = [
@@ -625,3 +626,78 @@ def test_property_build_prompts_same_as_tokenizing_everything(
         shown = reference_truncate(dialogue, tokenizer, budget)
         block = f"Conversation (oldest first):\n{shown}" if shown else "Conversation: omitted (token budget too small)."
         assert f"\n\n{block}\n\n" in prompt
+
+
+# --------------------------------------------------------------------------- one huge turn
+
+LONG_BUDGET = 50
+LONG_BOUND = prompt_module._MAX_CHARS_PER_TOKEN * (LONG_BUDGET + 1)  # characters of a turn that truncation reads
+HUGE_TURN = "Customer: " + " ".join(["call me tomorrow about the price"] * 32_000)  # about 1 MB in one line
+DIALOGUE_ONLY = FeatureSpec(features=[], dialogue_column="dialogue")
+
+
+def _sizes(counting: CountingTokenizer) -> list[int]:
+    return [len(t) for texts in counting.calls for t in ([texts] if isinstance(texts, str) else texts)]
+
+
+class TestOneHugeTurn:
+    @pytest.mark.parametrize("tok_name", ["tiny_tok", "bpe_tok"])
+    @pytest.mark.parametrize("entry", ["truncate_dialogue", "build_prompts"])
+    def test_the_tokenizer_never_reads_more_than_the_bound(self, request, tok_name, entry):
+        tokenizer = request.getfixturevalue(tok_name)
+        counting = CountingTokenizer(tokenizer)
+        if entry == "truncate_dialogue":
+            out = truncate_dialogue(HUGE_TURN, counting, LONG_BUDGET)
+        else:
+            table = pd.DataFrame({"dialogue": [HUGE_TURN, "Customer: hi"]})
+            prompt = build_prompts(table, DIALOGUE_ONLY, tokenizer=counting, max_dialogue_tokens=LONG_BUDGET)[0]
+            out = prompt.split("Conversation (oldest first):\n")[1].rsplit("\n\n", 1)[0]
+        assert max(_sizes(counting)) <= LONG_BOUND
+        head, body = out.split("\n")
+        assert head == "[... start of the turn omitted]" and HUGE_TURN.endswith(body)  # the newest words, as before
+        assert n_tokens(tokenizer, out) <= LONG_BUDGET
+
+    def test_a_huge_turn_among_others_is_read_up_to_the_bound(self, bpe_tok):
+        counting = CountingTokenizer(bpe_tok)
+        dialogue = "\n".join(["Specialist: hello", HUGE_TURN, "Customer: ok", HUGE_TURN])
+        truncate_dialogue(dialogue, counting, LONG_BUDGET)
+        assert max(_sizes(counting)) <= 2 * LONG_BOUND + len("\nCustomer: ok\n")  # the newest two turns, at most
+
+    @pytest.mark.parametrize("tok_name", ["tiny_tok", "bpe_tok", "slow_bpe_tok"])
+    @pytest.mark.parametrize(
+        "turns", [["Specialist: Would Saturday suit you?", HUGE_TURN], [HUGE_TURN, "Customer: yes, morning please"], [HUGE_TURN]]
+    )
+    def test_the_prompt_is_that_of_the_turn_cut_to_the_bound(self, request, tok_name, turns):
+        tokenizer = request.getfixturevalue(tok_name)
+        precut = [turn[-LONG_BOUND:] if turn is HUGE_TURN else turn for turn in turns]
+        whole, cut = ({"dialogue": "\n".join(t)} for t in (turns, precut))
+        expected = build_prompt(cut, DIALOGUE_ONLY, tokenizer=tokenizer, max_dialogue_tokens=LONG_BUDGET)
+        assert build_prompt(whole, DIALOGUE_ONLY, tokenizer=tokenizer, max_dialogue_tokens=LONG_BUDGET) == expected
+        table = pd.DataFrame([whole, cut])
+        assert build_prompts(table, DIALOGUE_ONLY, tokenizer=tokenizer, max_dialogue_tokens=LONG_BUDGET) == [expected] * 2
+
+    def test_a_turn_cut_to_the_bound_still_shows_the_cut(self, word_tok):
+        # word-level: an unknown word is one [UNK] token however long, so the cut end fits the budget
+        out = truncate_dialogue("Customer: " + "x" * 100_000, word_tok, LONG_BUDGET)
+        assert out.startswith("[... start of the turn omitted] xxx") and len(out) <= LONG_BOUND
+
+    def test_no_budget_keeps_a_huge_turn_whole(self):
+        prompt = build_prompt({"dialogue": HUGE_TURN}, DIALOGUE_ONLY)
+        assert HUGE_TURN.strip() in prompt
+
+
+class TestErrorKinds:
+    def test_bad_values_break_the_data_contract(self):
+        with pytest.raises(DataContractError, match="is numeric"):
+            format_value("abc", numeric())
+        with pytest.raises(DataContractError, match="must hold text"):
+            build_prompt({"dialogue": 3}, DIALOGUE_ONLY)
+        with pytest.raises(MissingColumnError) as missing:
+            render_tabular({}, SMALL_SPEC)
+        assert isinstance(missing.value, DataContractError) and isinstance(missing.value, KeyError)
+
+    def test_a_bad_budget_is_a_configuration_error(self, word_tok):
+        with pytest.raises(ConfigurationError, match="needs a tokenizer"):
+            truncate_dialogue("Customer: hi", None, 10)
+        with pytest.raises(ConfigurationError, match=">= 0"):
+            build_prompt(SMALL_ROW, SMALL_SPEC, tokenizer=word_tok, max_dialogue_tokens=-1)

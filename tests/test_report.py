@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import statistics
@@ -10,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image
 
+from leadrank import report
 from leadrank.metrics import ranking_report
 from leadrank.report import (
     draw_figures,
@@ -306,3 +310,143 @@ class TestFindResults:
             find_results([tmp_path])
         with pytest.raises(FileNotFoundError, match="is not a directory"):
             find_results([tmp_path / "absent"])
+
+
+HOSTILE = "<script>alert(1)</script>"
+MATH = r"$\frac{$"  # matplotlib would read this as (broken) math text
+
+
+def _set_fields(directory: Path, **fields: object) -> Path:
+    raw = json.loads((directory / "results.json").read_text())
+    raw.update(fields)
+    (directory / "results.json").write_text(json.dumps(raw))
+    return directory
+
+
+def _rename_model(directory: Path, old: str, new: str) -> None:
+    raw = json.loads((directory / "results.json").read_text())
+    for run in raw["runs"]:
+        run["model"] = new if run["model"] == old else run["model"]
+    (directory / "results.json").write_text(json.dumps(raw))
+    predictions = pd.read_parquet(directory / "predictions.parquet")
+    predictions["model"] = predictions["model"].replace({old: new})
+    predictions.to_parquet(directory / "predictions.parquet", index=False)
+
+
+def _hostile_results_dir(directory: Path, text: str) -> Path:
+    """A results directory with ``text`` as a model name, a lead id, a stage, the suite, title, data name, note and command."""
+    make_results_dir(directory)
+    _rename_model(directory, WEAK, text)
+    predictions = pd.read_parquet(directory / "predictions.parquet")
+    predictions.loc[predictions.index[::7], "lead_id"] = text
+    predictions.loc[predictions["stage"] == "defeat", "stage"] = text
+    predictions.to_parquet(directory / "predictions.parquet", index=False)
+    return _set_fields(directory, suite=text, title=text, command=text, notes=[text], data={"source": text, "rows": 4000})
+
+
+def _section_suites(page: str) -> list[str]:
+    return re.findall(r'<section><h2 id="suite-\d+">.*?<small>\((.*?)\)</small></h2>', page)
+
+
+def _summary(page: str) -> str:
+    return page.split('<div class="summary">', 1)[1].split("</div>", 1)[0]
+
+
+class TestHostileText:
+    def test_every_user_string_is_escaped(self, tmp_path: Path) -> None:
+        page = write_report([_hostile_results_dir(tmp_path / "bad", HOSTILE)], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert "<script" not in page
+        escaped = html.escape(HOSTILE)
+        assert f"<td>{escaped}</td>" in page  # the model, in the suite's table
+        assert f"<title>{escaped}</title>" in page and f"<h1>{escaped}</h1>" in page
+        assert f'<a href="#suite-0">{escaped}</a>' in _summary(page)
+        assert f"source: {escaped}" in page and f"<li>{escaped}</li>" in page and f"<code>{escaped}</code>" in page
+        assert page.count('src="data:image/png;base64,') == 4
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # offline: no CDN, no remote asset
+
+    def test_dollar_signs_are_drawn_literally(self, tmp_path: Path) -> None:
+        directory = _hostile_results_dir(tmp_path / "math", MATH)
+        _rename_model(directory, STRONG, f"{STRONG} {MATH}")  # the best model: named in the stage figure's title
+        page = write_report([directory], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert page.count('src="data:image/png;base64,') == 4
+
+
+class TestSummaryHtml:
+    def test_page_opens_on_the_best_model_and_what_its_top_leads_find(self, results_dir: Path, report_html: str) -> None:
+        assert report_html.index('<div class="summary">') < report_html.index("<section>")
+        summary = _summary(report_html)
+        (row,) = re.findall(r"<tr><td><a.*?</tr>", summary)
+        entry = {e["model"]: e for e in summarise(load_results(results_dir).run_dicts())}[STRONG]
+        predictions = load_predictions(results_dir)
+        found = np.mean([
+            part.nlargest(N_LEADS // 10, "score")["label"].sum() / part["label"].sum()
+            for _, part in predictions[predictions["model"] == STRONG].groupby("seed")
+        ])
+        assert f"<td>{STRONG} <small>(highest mean auc)</small></td>" in row
+        assert f"<td>{entry['auc_mean']:.3f} ± {entry['auc_std']:.3f}</td>" in row
+        assert f"<td>{entry['p@1%_mean']:.1%} ± {entry['p@1%_std']:.1%}</td>" in row
+        assert f"<td>{found:.1%} of the buyers</td>" in row
+        assert "calling its top 10% of leads finds" in summary and "never the best" in summary
+
+    def test_without_predictions_the_share_found_is_na(self, tmp_path: Path) -> None:
+        directory = make_results_dir(tmp_path / "nopred", with_predictions=False)
+        page = write_report([directory], tmp_path / "r.html").read_text(encoding="utf-8")
+        assert "<td>n/a: no predictions.parquet</td>" in _summary(page)
+
+    def test_suites_in_reading_order(self, tmp_path: Path) -> None:
+        given = ["rankby", "custom", "table1", "demo", "table2"]
+        dirs = [_set_fields(make_results_dir(tmp_path / name, seeds=(0,), with_predictions=False), suite=name) for name in given]
+        page = write_report(dirs, tmp_path / "r.html").read_text(encoding="utf-8")
+        assert _section_suites(page) == ["demo", "table1", "table2", "rankby", "custom"]
+        assert re.findall(r'<a href="#suite-\d+">(.*?)</a>', _summary(page)) == ["demo", "table1", "table2", "rankby", "custom"]
+
+    def test_title_comes_from_the_results_or_the_caller(self, results_dir: Path, tmp_path: Path) -> None:
+        table1 = _set_fields(make_results_dir(tmp_path / "t1", seeds=(0,), with_predictions=False), suite="table1")
+        one = write_report([results_dir], tmp_path / "one.html").read_text(encoding="utf-8")
+        assert "<title>Funnel baselines vs asLLR</title>" in one
+        several = write_report([results_dir, table1], tmp_path / "two.html").read_text(encoding="utf-8")
+        assert "<h1>leadrank benchmark: table1, table2</h1>" in several
+        demo = write_report([results_dir], tmp_path / "demo.html", title="leadrank demo: 14,000 leads").read_text(encoding="utf-8")
+        assert "<title>leadrank demo: 14,000 leads</title>" in demo and "<h1>leadrank demo: 14,000 leads</h1>" in demo
+        assert "leadrank benchmark report" not in one + several + demo
+
+
+def _many_models(n_models: int = 15) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions of ``n_models`` models with long names and the oracle, one seed."""
+    base = _predictions([0])
+    oracle, strong = base[base["model"] == ORACLE], base[base["model"] == STRONG]
+    names = [f"model {i:02d}: a long and descriptive name" for i in range(n_models)]
+    frames = [strong.assign(model=name, score=strong["score"] + 0.1 * i) for i, name in enumerate(names)]
+    return pd.concat([*frames, oracle], ignore_index=True), [*names, ORACLE]
+
+
+def _check_legend_outside(figure: Figure) -> list[str]:
+    """The figure's one legend lies inside the figure and off every plot; its labels."""
+    FigureCanvasAgg(figure).draw()
+    (legend,) = figure.legends
+    box = legend.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= figure.bbox.width and 0 <= box.y0 and box.y1 <= figure.bbox.height
+    for ax in figure.axes:
+        assert not box.overlaps(ax.get_window_extent())
+        assert ax.get_legend() is None
+    return [text.get_text() for text in legend.get_texts()]
+
+
+def _distinct_styles(ax: object, models: list[str]) -> None:
+    styles = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines() if line.get_label() in models]
+    assert len(styles) == len(models) and len(set(styles)) == len(models)
+
+
+class TestFigureLegibility:
+    def test_sixteen_models_get_distinct_lines_and_the_legend_stays_off_the_plots(self) -> None:
+        predictions, models = _many_models()
+        for build, extra in ((report._gain_figure, ["random"]), (report._precision_figure, ["base rate"]),
+                             (report._reliability_figure, ["perfectly calibrated"])):
+            figure = build(predictions, models)
+            _distinct_styles(figure.axes[0], models)
+            assert sorted(_check_legend_outside(figure)) == sorted(models + extra)
+
+    def test_learning_curve_legend_stays_off_the_plot(self) -> None:
+        rows = [{**row, "model": f"{row['model']}: a long and descriptive name {i}"} for i in range(6) for row in _curve_rows()]
+        figure = report._learning_curve_figure(rows, "auc")
+        assert len(_check_legend_outside(figure)) == 18

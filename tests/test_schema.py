@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadrank.config import Feature, FeatureSpec, FunnelSpec
-from leadrank.data.schema import LeadDataError, Problem, invalid_rows, split_valid, validate
+from leadrank.data.io import read_table
+from leadrank.data.schema import (
+    FALSE_WORDS,
+    MISSING_WORDS,
+    TRUE_WORDS,
+    LeadDataError,
+    Problem,
+    bool_value,
+    invalid_rows,
+    is_missing,
+    parse_as_of,
+    split_valid,
+    validate,
+)
+from leadrank.errors import ConfigurationError, DataContractError
 
 NEV = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -72,7 +87,7 @@ def small_table(**overrides: list[object]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def problems_of(table: pd.DataFrame, features: FeatureSpec = SMALL, **kwargs: bool) -> list[Problem]:
+def problems_of(table: pd.DataFrame, features: FeatureSpec = SMALL, **kwargs: bool | str) -> list[Problem]:
     with pytest.raises(LeadDataError) as info:
         validate(table, features, FUNNEL, **kwargs)
     return info.value.problems
@@ -88,8 +103,9 @@ class TestCleanTables:
     def test_small_table_passes(self) -> None:
         validate(small_table(), SMALL, FUNNEL)
 
-    def test_integer_ids_and_text_numbers_are_accepted(self) -> None:
-        validate(small_table(lead_id=[10, 11, 12, 13], visits=["1", " 2 ", "", None]), SMALL, FUNNEL)
+    def test_integer_ids_and_object_numbers_are_accepted(self) -> None:
+        visits = pd.Series([1, 2.5, None, np.int64(4)], dtype=object)  # e.g. JSONL numbers with a null
+        validate(small_table(lead_id=[10, 11, 12, 13], visits=visits), SMALL, FUNNEL)
 
     def test_validate_does_not_modify_the_table(self) -> None:
         table = small_table(visits=["1", "x", None, 3])
@@ -160,9 +176,13 @@ class TestColumns:
         assert all("require_labels=False" in p.fix for p in problems)
         assert "read by a tier rule" in problems[2].message
 
-    def test_present_labels_are_checked_even_when_not_required(self) -> None:
-        problems = problems_of(small_table(label=[0, 2, 0, 1]), require_labels=False)
-        assert [p.column for p in problems] == ["label"]
+    def test_supervision_columns_are_not_read_without_labels(self) -> None:
+        table = small_table(
+            label=[0, 2, "maybe", None], funnel_stage=["won", None, "new", 3], call_duration_s=["long", 1, 2, 3]
+        )
+        validate(table, SMALL, FUNNEL, require_labels=False)  # scoring: not one of them is read
+        columns = [p.column for p in problems_of(table)]
+        assert columns == ["label", "label", "funnel_stage", "funnel_stage", "call_duration_s"]
 
     def test_missing_id_time_and_dialogue(self) -> None:
         table = small_table().drop(columns=["lead_id", "as_of", "dialogue"])
@@ -212,8 +232,8 @@ class TestValues:
         validate(small_table(visits=[np.nan, None, 1.0, 2.0]), SMALL, FUNNEL)
         (problem,) = problems_of(small_table(visits=[np.inf, 1.0, -np.inf, np.nan]))
         assert problem.message == "2 values are infinite" and problem.rows == (0, 2)
-        (problem,) = problems_of(small_table(visits=["inf", "1", None, 2]))
-        assert problem.rows == (0,)
+        (problem,) = problems_of(small_table(visits=pd.Series([np.inf, 1, None, 2], dtype=object)))
+        assert problem.message == "1 value is infinite" and problem.rows == (0,)
 
     def test_numeric_text_lists_raw_values(self) -> None:
         (problem,) = problems_of(small_table(visits=["abc", "n/a", "abc", 1]))
@@ -246,8 +266,9 @@ class TestValues:
         assert problem.column == "label" and problem.message == "1 value is not 0/1: 2" and problem.rows == (1,)
         (problem,) = problems_of(small_table(label=[0, None, 1, 0]))
         assert "missing" in problem.message
-        (problem,) = problems_of(small_table(label=["1", "0", "1", "0"]))
-        assert problem.rows == (0, 1, 2, 3)
+        validate(small_table(label=["1", "0", "yes", "FALSE "]), SMALL, FUNNEL)  # the boolean vocabulary, as text
+        (problem,) = problems_of(small_table(label=["1", "maybe", "yes", "0"]))
+        assert problem.rows == (1,) and "maybe" in problem.message
 
     def test_unknown_stage_counts_and_allowed(self) -> None:
         (problem,) = problems_of(small_table(funnel_stage=["won", "won", "Lock", "call"]))
@@ -325,6 +346,157 @@ class TestSplitValid:
         assert reasons.iloc[0] == "visits is not a number: 'x'; label is not 0/1: 7"
 
 
+class TestTypesAsDeclared:
+    """The FeatureSpec is the truth: text and booleans are not numbers, bounds hold."""
+
+    def test_booleans_are_not_numbers(self) -> None:
+        (problem,) = problems_of(small_table(visits=pd.Series([True, 1, 2.5, None], dtype=object)))
+        assert problem.message == "1 value is a boolean, not a number: True" and problem.rows == (0,)
+        (problem,) = problems_of(small_table(visits=[True, False, True, False]))  # a bool column, e.g. JSON true
+        assert problem.rows == (0, 1, 2, 3)
+        (problem,) = problems_of(small_table(visits=pd.array([True, None, False, None], dtype="boolean")))
+        assert problem.rows == (0, 2)
+
+    def test_text_is_not_a_number(self) -> None:
+        (problem,) = problems_of(small_table(visits=pd.Series(["42", 7, None, " 2 "], dtype=object)))
+        assert problem.message == "2 values are numbers stored as text: '42', ' 2 '" and problem.rows == (0, 3)
+        assert "not text" in problem.fix
+        reasons, _ = invalid_rows(small_table(visits=pd.Series(["42", 7, None, "abc"], dtype=object)), SMALL, FUNNEL)
+        assert reasons.tolist() == ["visits is a number stored as text: '42'", "", "", "visits is not a number: 'abc'"]
+
+    def test_a_string_column_of_numbers_is_named(self) -> None:
+        (problem,) = problems_of(small_table(visits=pd.array(["1", "2", None, "4"], dtype="string")))
+        assert problem.column == "visits" and problem.rows == (0, 1, 3)
+        assert "numbers stored as text" in str(LeadDataError([problem]))
+
+    def test_bounds(self) -> None:
+        spec = FeatureSpec(features=[Feature(name="visits", kind="numeric", min=0, max=10), *SMALL.features[1:]])
+        validate(small_table(visits=[0, 10, np.nan, 5.5]), spec, FUNNEL)
+        below, above = problems_of(small_table(visits=[-1, 0, 10, 11]), spec)
+        assert (below.message, below.rows) == ("1 value is below the minimum 0: -1", (0,))
+        assert (above.message, above.rows) == ("1 value is above the maximum 10: 11", (3,))
+        assert "min/max of 'visits'" in below.fix
+        (infinite,) = problems_of(small_table(visits=[np.inf, 0, 1, 2]), spec)  # infinite, not also out of bounds
+        assert infinite.message == "1 value is infinite"
+
+    def test_shipped_bounds_reject_negative_counts(self) -> None:
+        table = nev_table()
+        table.loc[2, "app_visits_7d"] = -3
+        (problem,) = problems_of(table, NEV)
+        assert (problem.column, problem.rows) == ("app_visits_7d", (2,))
+
+    def test_bool_features_accept_the_vocabulary_as_text(self) -> None:
+        validate(small_table(parking=["1", " Yes", "0", "FALSE"]), SMALL, FUNNEL)
+
+
+class TestFiles:
+    """What read_table gives for each format meets the contract when the file does."""
+
+    def test_valid_csv_passes(self, tmp_path: Path) -> None:
+        small_table().to_csv(tmp_path / "leads.csv", index=False)
+        validate(read_table(tmp_path / "leads.csv"), SMALL, FUNNEL)
+
+    def test_a_yes_in_a_csv_label(self, tmp_path: Path) -> None:
+        table = small_table(label=[0, 1, "yes", 0])
+        table.to_csv(tmp_path / "leads.csv", index=False)
+        validate(read_table(tmp_path / "leads.csv"), SMALL, FUNNEL)
+        table.assign(label=[0, 1, "won", 0]).to_csv(tmp_path / "scoring.csv", index=False)
+        scoring = read_table(tmp_path / "scoring.csv")
+        validate(scoring, SMALL, FUNNEL, require_labels=False)
+        (problem,) = problems_of(scoring)
+        assert problem.column == "label" and problem.rows == (2,)
+
+    def test_one_word_in_a_csv_numeric_column_rejects_that_row_only(self, tmp_path: Path) -> None:
+        small_table(visits=[1, 3, "many", 2]).to_csv(tmp_path / "leads.csv", index=False)
+        table = read_table(tmp_path / "leads.csv")
+        assert not pd.api.types.is_numeric_dtype(table["visits"])  # pandas reads the whole column as text
+        (problem,) = problems_of(table)
+        assert problem.column == "visits" and problem.rows == (2,) and "not a number" in problem.message
+        valid, rejected = split_valid(table, SMALL, FUNNEL)
+        assert list(rejected.index) == [2]
+        assert valid["visits"].tolist() == [1.0, 3.0, 2.0]  # the valid rows' cells, as the numbers they wrote
+        validate(valid.reset_index(drop=True), SMALL, FUNNEL)  # e.g. written to Parquet, they still follow the contract
+
+    def test_the_same_text_numbers_outside_a_csv_are_refused(self) -> None:
+        problems = problems_of(small_table(visits=["1", "3", "many", "2"]).astype({"visits": object}))
+        assert {p.column for p in problems} == {"visits"}
+        assert any("numbers stored as text" in p.message for p in problems)
+
+    def test_jsonl_keeps_json_types(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.jsonl"
+        small_table(visits=[1, "42", None, True]).to_json(path, orient="records", lines=True)
+        (boolean, text) = problems_of(read_table(path))
+        assert (boolean.rows, text.rows) == ((3,), (1,))
+
+    def test_parquet_numbers_stored_as_text(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.parquet"
+        small_table(visits=["1", "2", None, "4"]).to_parquet(path)
+        (problem,) = problems_of(read_table(path))
+        assert problem.column == "visits" and "numbers stored as text" in problem.message
+
+
+class TestTimeZones:
+    MIXED = ["2024-01-01 08:00", "2024-01-01T09:00:00+08:00", "2024-01-01T00:30:00Z", "2024-01-02"]
+
+    def test_naive_and_offset_times_do_not_mix(self) -> None:
+        table = small_table(as_of=self.MIXED)
+        (problem,) = problems_of(table)
+        assert problem.column == "as_of" and problem.rows == ()
+        assert "2 values have no UTC offset (e.g. row 0: '2024-01-01 08:00')" in problem.message
+        assert "timezone=" in problem.fix
+        with pytest.raises(LeadDataError, match="no UTC offset"):
+            split_valid(table, SMALL, FUNNEL)
+        with pytest.raises(LeadDataError, match="no UTC offset"):
+            parse_as_of(table["as_of"])
+
+    def test_a_timezone_says_how_to_read_naive_times(self) -> None:
+        validate(small_table(as_of=self.MIXED), SMALL, FUNNEL, timezone="Asia/Shanghai")
+        times = parse_as_of(pd.Series(self.MIXED, name="as_of"), timezone="Asia/Shanghai")
+        expected = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 00:30", "2024-01-01 16:00"]
+        assert times.tolist() == [pd.Timestamp(t, tz="UTC") for t in expected]
+
+    def test_offsets_alone_are_converted_and_naive_alone_kept(self) -> None:
+        aware = parse_as_of(pd.Series(["2024-01-01T09:00:00+08:00", "2024-01-01T00:30:00Z"]))
+        assert aware.tolist() == [pd.Timestamp("2024-01-01 01:00", tz="UTC"), pd.Timestamp("2024-01-01 00:30", tz="UTC")]
+        naive = parse_as_of(pd.Series(["2024-01-01 08:00", "2024-01-02"]))
+        assert naive.tolist() == [pd.Timestamp("2024-01-01 08:00"), pd.Timestamp("2024-01-02")]
+        column = pd.Series([pd.Timestamp("2024-01-01 08:00"), pd.Timestamp("2024-01-02")])
+        assert parse_as_of(column, timezone="Asia/Shanghai").iloc[0] == pd.Timestamp("2024-01-01 00:00", tz="UTC")
+
+    def test_times_a_daylight_saving_change_skips(self) -> None:
+        table = small_table(as_of=["2024-03-31T02:30:00", "2024-03-31T03:30:00", "2024-01-03", "2024-01-04"])
+        (problem,) = problems_of(table, timezone="Europe/Berlin")
+        assert problem.rows == (0,) and "not one instant in Europe/Berlin" in problem.message
+        assert parse_as_of(table["as_of"], timezone="Europe/Berlin").isna().tolist() == [True, False, False, False]
+
+    def test_unknown_timezone_is_a_setting_error(self) -> None:
+        with pytest.raises(ConfigurationError, match="unknown time zone 'Mars/Olympus'"):
+            validate(small_table(), SMALL, FUNNEL, timezone="Mars/Olympus")
+
+    def test_numbers_are_not_timestamps(self) -> None:
+        (problem,) = problems_of(small_table(as_of=[1704067200, "2024-01-02", "2024-01-03", "2024-01-04"]))
+        assert problem.rows == (0,) and "not a timestamp" in problem.message
+
+
+class TestVocabularies:
+    def test_bool_value(self) -> None:
+        assert [bool_value(v) for v in ("YES ", "no", "1", 0, 1.0, True, None, np.nan)] == [
+            True, False, True, False, True, True, None, None,
+        ]  # fmt: skip
+        with pytest.raises(DataContractError, match="'maybe' is not a boolean value"):
+            bool_value("maybe")
+        with pytest.raises(DataContractError):
+            bool_value(2)
+
+    def test_words(self) -> None:
+        assert TRUE_WORDS.isdisjoint(FALSE_WORDS) and {"NA", "", "null"} <= MISSING_WORDS
+        assert is_missing(None) and is_missing(pd.NaT) and not is_missing("NA") and not is_missing([1])
+
+    def test_lead_data_error_is_a_data_contract_error(self) -> None:
+        error = LeadDataError([Problem(None, "one", "a")])
+        assert isinstance(error, DataContractError) and isinstance(error, ValueError) and error.exit_code == 3
+
+
 # --------------------------------------------------------------------------------------
 # Property: random clean tables with randomly corrupted cells
 # --------------------------------------------------------------------------------------
@@ -359,7 +531,7 @@ def corrupted_tables(draw: st.DrawFn) -> tuple[pd.DataFrame, set[int], bool]:
         elif kind == "bad_stage":
             columns["funnel_stage"][row] = draw(st.sampled_from(["won", "LOCK", "", 3]))
         elif kind == "bad_label":
-            columns["label"][row] = draw(st.sampled_from([2, -1, 0.5, "yes"]))
+            columns["label"][row] = draw(st.sampled_from([2, -1, 0.5, "maybe"]))
         elif kind == "missing_label":
             columns["label"][row] = None
         elif kind == "nan_dialogue":

@@ -29,6 +29,8 @@ ODD_VALUES = st.one_of(
     st.none(),
     st.sampled_from([math.nan, math.inf, -math.inf, np.nan, pd.NaT, pd.NA, 0, 1, -1, 2, 1e308, 10**30, True, False]),
     st.sampled_from(["", " ", "n/a", "abc", "lock", "won", "2024-13-45", "2024-03-01", "1e3", "\ud800", "\udcff", "é", MEGABYTE]),
+    st.sampled_from(["42", "2024-03-01T09:30:00+08:00", "2024-03-01T01:30:00Z", "yes", "0"]),  # typed the wrong way
+    st.sampled_from([pd.Timestamp("2024-03-01", tz="Asia/Shanghai"), pd.Timestamp("2024-03-01"), np.datetime64("NaT")]),
     st.binary(max_size=8),  # bytes objects, e.g. b"\xff\xfe", as a non-UTF-8 source would give
     st.text(max_size=12),  # includes lone surrogates
     st.floats(allow_nan=True, allow_infinity=True),

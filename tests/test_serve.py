@@ -32,6 +32,7 @@ import leadrank.serve as serve
 from leadrank.artifact import load, read_manifest
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
+from leadrank.errors import ConfigurationError
 from leadrank.explain import explain
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.serve import TOKEN_ENV, ServeSettings, app_from_env, create_app
@@ -161,6 +162,46 @@ class TestContractErrors:
         assert problems(response) == [(1, "dialogue")]
         assert "surrogate" in response.json()["problems"][0]["message"]
 
+    def test_numbers_are_not_converted_from_text_or_true(self, client: TestClient, leads: pd.DataFrame) -> None:
+        body = as_json(leads.iloc[:3])
+        body[0]["customer_age"], body[1]["app_visits_7d"], body[2]["customer_age"] = "42", True, 42
+        response = client.post("/score", json={"leads": body})
+        assert response.status_code == 422
+        assert set(problems(response)) == {(0, "customer_age"), (1, "app_visits_7d")}  # the integer 42 is a number
+        for problem in response.json()["problems"]:
+            assert problem["lead_id"] == body[problem["lead_index"]]["lead_id"]
+            assert "a finite number" in problem["fix"]
+
+    def test_a_blank_lead_id_is_refused(self, client: TestClient, leads: pd.DataFrame) -> None:
+        body = as_json(leads.iloc[:3])
+        body[0]["lead_id"], body[2]["lead_id"] = "", " \t "
+        response = client.post("/score", json={"leads": body})
+        assert response.status_code == 422
+        assert problems(response) == [(0, "lead_id"), (2, "lead_id")]
+        for problem in response.json()["problems"]:
+            assert "empty or only whitespace" in problem["message"] and "not blank" in problem["fix"]
+
+    def test_contract_problems_name_the_lead_id(self, client: TestClient, leads: pd.DataFrame) -> None:
+        body = as_json(leads.iloc[:2])
+        body[1]["as_of"] = "sometime last week"
+        [problem] = client.post("/score", json={"leads": body}).json()["problems"]
+        assert (problem["lead_index"], problem["lead_id"], problem["field"]) == (1, body[1]["lead_id"], "as_of")
+
+    def test_a_lead_id_that_is_not_text_is_not_echoed(self, client: TestClient, leads: pd.DataFrame) -> None:
+        body = as_json(leads.iloc[:1])
+        body[0]["lead_id"], body[0]["customer_age"] = "\ud800", "old"  # json.dumps writes the escape: not text
+        response = client.post("/score", content=json.dumps({"leads": body}), headers={"content-type": "application/json"})
+        assert response.status_code == 422
+        assert {p["field"]: p["lead_id"] for p in response.json()["problems"]} == {"lead_id": None, "customer_age": None}
+
+    def test_explain_top_must_be_a_whole_number(self, client: TestClient, leads: pd.DataFrame) -> None:
+        [lead] = as_json(leads.iloc[:1])
+        for top in ("2", True, 2.5):
+            response = client.post("/explain", json={"lead": lead, "top": top})
+            assert response.status_code == 422
+            [problem] = response.json()["problems"]
+            assert problem["field"] == "top" and "whole number from 1 to 100" in problem["fix"]
+
     def test_a_batch_over_the_limit_is_422_naming_the_limit(self, model_dir: Path, leads: pd.DataFrame) -> None:
         with running(model_dir, max_batch=3) as small:
             response = small.post("/score", json={"leads": as_json(leads.iloc[:4])})
@@ -179,6 +220,22 @@ class TestContractErrors:
 
 
 class TestLimitsAndAuth:
+    def test_a_dialogue_over_the_character_limit_is_422_naming_the_lead_and_the_limit(
+        self, model_dir: Path, leads: pd.DataFrame
+    ) -> None:
+        body = as_json(leads.iloc[:3])
+        body[0]["dialogue"] = "x" * 1000  # at the limit: fine
+        body[1]["dialogue"] = "Customer: hi\n" * 77  # 1,001 characters
+        with running(model_dir, max_dialogue_chars=1000) as limited:
+            response = limited.post("/score", json={"leads": body})
+            assert response.status_code == 422
+            [problem] = response.json()["problems"]
+            assert (problem["lead_index"], problem["lead_id"], problem["field"]) == (1, body[1]["lead_id"], "dialogue")
+            assert "1,001 characters" in problem["message"] and "limit of 1,000" in problem["message"]
+            assert "at most 1,000 characters" in problem["fix"]
+            body[1]["dialogue"] = body[1]["dialogue"][:1000]
+            assert limited.post("/score", json={"leads": body}).status_code == 200
+
     def test_a_body_over_the_byte_limit_is_413(self, model_dir: Path, leads: pd.DataFrame) -> None:
         [lead] = as_json(leads.iloc[:1])
         big = {"leads": [{**lead, "dialogue": "Customer: hello\n" * 70_000}]}  # about 1 MB
@@ -212,6 +269,8 @@ class TestLimitsAndAuth:
     def test_settings_are_checked(self) -> None:
         with pytest.raises(ValueError, match="max_batch must be at least 1"):
             ServeSettings(max_batch=0)
+        with pytest.raises(ConfigurationError, match="max_dialogue_chars must be at least 1"):
+            ServeSettings(max_dialogue_chars=0)
 
 
 class TestOtherEndpoints:
@@ -367,10 +426,18 @@ class TestFuzz:
 
         check()
 
-    @pytest.mark.slow
-    def test_a_1_mb_dialogue_is_scored(self, client: TestClient, leads: pd.DataFrame) -> None:
+    def test_a_1_mb_dialogue_is_over_the_default_limit(self, client: TestClient, leads: pd.DataFrame) -> None:
         [lead] = as_json(leads.iloc[:1])
         response = client.post("/score", json={"leads": [{**lead, "dialogue": "Customer: hello there\n" * 48_000}]})
+        assert response.status_code == 422
+        assert problems(response) == [(0, "dialogue")]
+        assert "at most 100,000 characters" in response.json()["problems"][0]["fix"]
+
+    @pytest.mark.slow
+    def test_a_1_mb_dialogue_is_scored_under_a_raised_limit(self, model_dir: Path, leads: pd.DataFrame) -> None:
+        [lead] = as_json(leads.iloc[:1])
+        with running(model_dir, max_dialogue_chars=2**21) as roomy:
+            response = roomy.post("/score", json={"leads": [{**lead, "dialogue": "Customer: hello there\n" * 48_000}]})
         assert response.status_code == 200
         assert response.json()["scores"][0]["lead_id"] == lead["lead_id"]
 

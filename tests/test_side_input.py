@@ -154,7 +154,9 @@ class TestTrainAndScore:
 
         monkeypatch.setattr(ASLLR, "encode", counting)
         scores = scorer.score(mixed)
-        assert sum(read_rows) == int((mixed["dialogue"].fillna("").str.strip() != "").sum()) < 20 - 6
+        prompts = [p for p in scorer.inputs(mixed).prompts if p]
+        assert len(prompts) == int((mixed["dialogue"].fillna("").str.strip() != "").sum()) < 20 - 6
+        assert sum(read_rows) == len(set(prompts))  # each distinct prompt read once
         assert len(scores) == 20
 
     def test_lora_mode_reads_only_leads_with_text(self, table: pd.DataFrame) -> None:

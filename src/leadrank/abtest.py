@@ -10,8 +10,8 @@ here treats the specialist as the unit:
   specialist per arm and shuffles the arms inside each block. Neighbours in the sort are alike,
   so every tier is split evenly and the arms come out close on those counts. Of ``REDRAWS``
   such seeded draws it keeps the one with the smallest worst standardized mean difference.
-* :func:`estimate_power` sizes the two-sample t-test on specialist conversion rates
-  (statsmodels' ``TTestIndPower``). A specialist's rate over ``m`` leads has variance
+* :func:`estimate_power` sizes the test :func:`analyze` runs, :data:`WELCH_TEST` (noncentral t
+  with Welch–Satterthwaite degrees of freedom). A specialist's rate over ``m`` leads has variance
   ``p (1 - p) / m`` times the design effect ``1 + (m - 1) * icc``, where ``icc`` is the share of
   the outcome variance that lies between specialists, estimated from the 30-day history.
 * :func:`analyze` compares conversion rates per specialist with Welch's two-sided t-test
@@ -38,14 +38,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from leadrank._files import atomic_path
+from leadrank.errors import ConfigurationError, DataContractError
 
-__all__ = ["Analysis", "Plan", "Power", "analyze", "arm_names", "balance", "estimate_power", "plan", "plot_cumulative"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["WELCH_TEST", "Analysis", "Plan", "Power", "analyze", "arm_names", "balance", "estimate_power", "plan", "plot_cumulative"]
 
 SPECIALIST_COLUMN = "specialist_id"
 TIER_COLUMN = "tier"
@@ -63,12 +68,14 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 REDRAWS = 200  # blocked draws per plan; the best balanced is kept
 _SHOW = 5  # rows or values shown per problem before "+N more"
+#: The test :func:`analyze` runs and :func:`estimate_power` sizes.
+WELCH_TEST = "Welch's two-sided t-test on specialist conversion rates"
 
 
 def arm_names(arms: int) -> list[str]:
     """``['control', 'treatment']`` for two arms, else ``control``, ``treatment_1``, ``treatment_2``, ..."""
     if arms < 2:
-        raise ValueError(f"arms must be at least 2 (control and one treatment); got {arms}.")
+        raise ConfigurationError(f"arms must be at least 2 (control and one treatment); got {arms}.")
     if arms == 2:
         return [CONTROL, "treatment"]
     return [CONTROL, *(f"treatment_{i}" for i in range(1, arms))]
@@ -152,12 +159,12 @@ def _check_specialists(specialists: pd.DataFrame, arms: int) -> pd.DataFrame:
     required = [SPECIALIST_COLUMN, *BALANCE_COLUMNS]
     missing = [column for column in required if column not in specialists.columns]
     if missing:
-        raise ValueError(
+        raise DataContractError(
             f"The specialists table lacks column(s) {missing}. Expected one row per specialist with "
             f"{required} and optionally {TIER_COLUMN!r}; rename your columns to these names."
         )
     if len(specialists) < 2 * arms:
-        raise ValueError(
+        raise DataContractError(
             f"{arms} arms need at least {2 * arms} specialists (2 per arm, for the t-test); got {len(specialists)}."
         )
     table = specialists.reset_index(drop=True)
@@ -264,22 +271,22 @@ def estimate_power(
     alpha: float = 0.05,
     power: float = 0.8,
 ) -> Power:
-    """Minimum detectable effect of the smallest treatment arm against control (two-sided test).
+    """Minimum detectable effect of the smallest treatment arm against control under :data:`WELCH_TEST`.
 
     The baseline rate is the 30-day conversion of all specialists together
     (``sum(lockins_30d) / sum(followups_30d)``). With more than two arms no multiple-testing
     correction is applied. Stratification and balancing make the real test somewhat more
     sensitive than this estimate, which ignores them.
     """
-    from statsmodels.stats.power import TTestIndPower  # slow import, only needed here
-
+    if not 0 < alpha < power < 1:
+        raise ConfigurationError(f"Need 0 < alpha < power < 1 for a power estimate; got alpha {alpha}, power {power}.")
     if days < 1:
-        raise ValueError(f"days must be at least 1; got {days}.")
+        raise ConfigurationError(f"days must be at least 1; got {days}.")
     if leads_per_day is not None and leads_per_day <= 0:
-        raise ValueError(f"leads_per_day must be positive; got {leads_per_day}.")
+        raise ConfigurationError(f"leads_per_day must be positive; got {leads_per_day}.")
     baseline = assignment[LOCKIN_COLUMNS[0]].sum() / assignment[FOLLOWUP_COLUMN].sum()
     if not 0 < baseline < 1:
-        raise ValueError(
+        raise DataContractError(
             f"The 30-day baseline conversion rate is {baseline:.3f}; a power estimate needs one strictly "
             f"between 0 and 1 (check {LOCKIN_COLUMNS[0]!r} and {FOLLOWUP_COLUMN!r})."
         )
@@ -291,9 +298,6 @@ def estimate_power(
     sizes = assignment[ARM_COLUMN].value_counts()
     n_control = int(sizes[CONTROL])
     n_treatment = int(sizes.drop(CONTROL).min())
-    effect = TTestIndPower().solve_power(
-        effect_size=None, nobs1=n_control, ratio=n_treatment / n_control, alpha=alpha, power=power
-    )
     return Power(
         days=days,
         specialists_control=n_control,
@@ -304,8 +308,32 @@ def estimate_power(
         design_effect=float(design_effect),
         alpha=alpha,
         power=power,
-        mde_absolute=float(effect * sd),
+        mde_absolute=_welch_mde(n_control, n_treatment, sd, alpha, power),
     )
+
+
+def _welch_mde(n_control: int, n_treatment: int, sd: float, alpha: float, power: float) -> float:
+    """The difference in mean specialist rate that Welch's two-sided t-test detects with probability ``power``.
+
+    Both arms' specialist rates have standard deviation ``sd`` (the plan's assumption). The
+    test's statistic is then noncentral t with Welch–Satterthwaite's degrees of freedom and
+    noncentrality ``difference / se``; with equal arms this is Student's t-test, with unequal
+    ones Welch's test has fewer degrees of freedom and needs a slightly larger difference.
+    """
+    var_control, var_treatment = sd**2 / n_control, sd**2 / n_treatment
+    se = np.sqrt(var_control + var_treatment)
+    df = (var_control + var_treatment) ** 2 / (var_control**2 / (n_control - 1) + var_treatment**2 / (n_treatment - 1))
+    critical = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(difference: float) -> float:
+        noncentrality = difference / se
+        rejected = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+        return rejected - power
+
+    high = (critical + stats.norm.ppf(power)) * se  # about the answer; doubled until the power is reached
+    while shortfall(high) < 0:
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high))
 
 
 def _icc(table: pd.DataFrame, baseline: float) -> float:
@@ -341,7 +369,9 @@ class Analysis:
     set of resamples) and ``note`` says how many resamples it failed on; the difference and its
     CI, defined whenever each arm has leads, are the figures to read. Control's row has NaN in
     every comparison column and an empty ``note``.
-    ``cumulative``: per arm and day, conversions / leads so far (``conversion_rate``).
+    ``cumulative``: per arm and day, conversions / leads so far (``conversion_rate``) and its
+    :data:`CONFIDENCE` interval ``conversion_low``/``conversion_high``, specialists as the unit
+    (missing while fewer than 2 of the arm's specialists have leads).
     """
 
     summary: pd.DataFrame
@@ -388,7 +418,7 @@ def _check_outcomes(outcomes: pd.DataFrame, assignment: pd.DataFrame | None) -> 
     missing = [column for column in required if column not in outcomes.columns]
     if missing:
         hint = " (or pass the assignment from `plan` to join each lead's arm from)" if ARM_COLUMN in missing else ""
-        raise ValueError(
+        raise DataContractError(
             f"The outcomes table lacks column(s) {missing}. Expected one row per lead handled with "
             f"{required}{hint}; rename your columns to these names."
         )
@@ -436,7 +466,7 @@ def _join_arms(leads: pd.DataFrame, assignment: pd.DataFrame | None) -> tuple[pd
 def _arm_lookup(assignment: pd.DataFrame) -> pd.Series:
     missing = [column for column in (SPECIALIST_COLUMN, ARM_COLUMN) if column not in assignment.columns]
     if missing:
-        raise ValueError(
+        raise DataContractError(
             f"The assignment lacks column(s) {missing}; pass the table that `leadrank abtest plan` wrote."
         )
     table = assignment.reset_index(drop=True)
@@ -446,18 +476,18 @@ def _arm_lookup(assignment: pd.DataFrame) -> pd.Series:
 
 def _check_arms(per_specialist: pd.DataFrame, arms: list[str]) -> None:
     if CONTROL not in arms:
-        raise ValueError(f"No arm is called {CONTROL!r}; got arms {arms}. Uplift is measured against {CONTROL!r}.")
+        raise DataContractError(f"No arm is called {CONTROL!r}; got arms {arms}. Uplift is measured against {CONTROL!r}.")
     specialists = per_specialist[ARM_COLUMN].value_counts()
     for arm in arms:
         if arm not in specialists:
-            raise ValueError(f"Arm {arm!r} has no leads in the outcomes table; check the outcomes cover the whole test.")
+            raise DataContractError(f"Arm {arm!r} has no leads in the outcomes table; check the outcomes cover the whole test.")
         if specialists[arm] < 2:
-            raise ValueError(
+            raise DataContractError(
                 f"Arm {arm!r} has leads from only {specialists[arm]} specialist; Welch's t-test on specialist "
                 f"conversion rates needs at least 2 per arm."
             )
     if per_specialist.loc[per_specialist[ARM_COLUMN] == CONTROL, "conversions"].sum() == 0:
-        raise ValueError(f"Arm {CONTROL!r} has no conversions, so a relative uplift against it is undefined.")
+        raise DataContractError(f"Arm {CONTROL!r} has no conversions, so a relative uplift against it is undefined.")
 
 
 def _arm_summary(arm: str, rows: pd.DataFrame, control: pd.DataFrame, rng: np.random.Generator) -> dict[str, object]:
@@ -569,33 +599,72 @@ def _missing_uplift_ci(control: pd.DataFrame, problem: str) -> str:
 
 
 def _cumulative(leads: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
-    daily = leads.groupby([ARM_COLUMN, DATE_COLUMN])[CONVERTED_COLUMN].agg(leads="size", conversions="sum")
-    totals = daily.groupby(level=ARM_COLUMN).cumsum().reset_index()
-    totals["conversion_rate"] = totals["conversions"] / totals["leads"]
-    return totals.set_index(ARM_COLUMN).loc[arms].reset_index()
+    return pd.concat([_cumulative_arm(arm, leads[leads[ARM_COLUMN] == arm]) for arm in arms], ignore_index=True)
+
+
+def _cumulative_arm(arm: str, leads: pd.DataFrame) -> pd.DataFrame:
+    """One arm's conversions / leads so far per day, with a :data:`CONFIDENCE` interval.
+
+    Specialists are the unit: the rate so far is a ratio of per-specialist sums, and its
+    standard error is the cluster (linearization) one, ``sqrt(k / (k - 1) * sum((c_i - r n_i)^2)) / n``
+    over the ``k`` specialists with leads so far. It is missing while fewer than 2 have leads.
+    """
+    daily = leads.groupby([DATE_COLUMN, SPECIALIST_COLUMN])[CONVERTED_COLUMN].agg(leads="size", conversions="sum")
+    so_far = daily.unstack(SPECIALIST_COLUMN, fill_value=0).sort_index().cumsum()
+    n, c = so_far["leads"], so_far["conversions"]
+    total_leads, total_conversions = n.sum(axis=1), c.sum(axis=1)
+    rate = total_conversions / total_leads
+    k = (n > 0).sum(axis=1).where(lambda count: count > 1)  # NaN below 2 specialists: no interval
+    residuals = c - n.mul(rate, axis=0)
+    se = np.sqrt(k / (k - 1) * (residuals**2).sum(axis=1)) / total_leads
+    half_width = stats.norm.ppf(0.5 + CONFIDENCE / 2) * se
+    return pd.DataFrame({
+        ARM_COLUMN: arm,
+        DATE_COLUMN: rate.index,
+        "leads": total_leads.to_numpy(),
+        "conversions": total_conversions.to_numpy(),
+        "conversion_rate": rate.to_numpy(),
+        "conversion_low": (rate - half_width).clip(lower=0.0).to_numpy(),
+        "conversion_high": (rate + half_width).clip(upper=1.0).to_numpy(),
+    })
+
+
+#: Printed under the cumulative figure: why an early gap between the arms means little.
+EARLY_DAYS_NOTE = (
+    "Shaded: {confidence:.0%} interval of each arm's rate so far (specialists as the unit). The first days rest on "
+    "few leads and swing widely; read the result at the planned end of the test, not when the lines first part."
+)
 
 
 def plot_cumulative(analysis: Analysis, path: str | os.PathLike[str]) -> Path:
-    """Write a PNG of cumulative conversion per arm over the test's days (atomically); return its path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """Write a PNG of cumulative conversion per arm over the test's days, with interval bands (atomically); return its path."""
+    figure = _cumulative_figure(analysis)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    return Path(path)
+
+
+def _cumulative_figure(analysis: Analysis) -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = Figure(figsize=(8, 5), layout="constrained")
     axes = figure.add_subplot()
     for arm, rows in analysis.cumulative.groupby(ARM_COLUMN, sort=False):
-        axes.plot(rows[DATE_COLUMN], rows["conversion_rate"], marker=".", label=str(arm))
+        label = str(arm).replace("$", r"\$")  # a $ would start matplotlib's math text
+        (line,) = axes.plot(rows[DATE_COLUMN], rows["conversion_rate"], marker=".", label=label)
+        axes.fill_between(
+            rows[DATE_COLUMN], rows["conversion_low"], rows["conversion_high"], color=line.get_color(), alpha=0.2, linewidth=0
+        )
     axes.set_title("Cumulative conversion per arm")
     axes.set_xlabel("date")
     axes.set_ylabel("conversions / leads so far")
     axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.grid(alpha=0.3)
-    axes.legend()
+    figure.legend(loc="outside right upper")  # beside the plot, never over a line
+    figure.supxlabel(EARLY_DAYS_NOTE.format(confidence=CONFIDENCE), fontsize=8, color="0.3", wrap=True)
     figure.autofmt_xdate()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-    return Path(path)
+    return figure
 
 
 # --- shared checks --------------------------------------------------------------------------
@@ -628,4 +697,4 @@ def _rows_problem(bad: pd.Series, values: pd.Series, message: str) -> list[str]:
 def _raise_if(problems: list[str], where: str) -> None:
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
-        raise ValueError(f"{len(problems)} problem(s) in the {where} (rows are 0-based positions):\n{listing}")
+        raise DataContractError(f"{len(problems)} problem(s) in the {where} (rows are 0-based positions):\n{listing}")

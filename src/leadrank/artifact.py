@@ -2,36 +2,44 @@
 
     leadrank.json        format version, model_version, configs (the prompt's words among them), specs,
                          the side-input encoding, backbone reference and checksum, score
-                         statistics, the ranking head chosen on validation, calibration, metrics
+                         statistics, the ranking head chosen on validation, calibration, metrics,
+                         and ``files``: the SHA-256 of every other file in the directory
     heads.safetensors    pointwise and pairwise heads
     adapter/             LoRA weights (PEFT layout, safetensors), in lora mode only
     tokenizer/           the tokenizer the prompts were cut with
 
 The directory is written under a temporary name and renamed into place, so a reader never
-sees half of it. Loading checks the format version and the backbone checksum and says what
-to do when they do not match.
+sees half of it.
 
 ``model_version`` is a short hash of everything that decides a score: the head and LoRA
 weights, the backbone checksum, the configs and specs, the score statistics and the
 calibration. The same model saved twice has the same version; a retrained or recalibrated
-one has another. Manifests written before calibration and model_version existed still load
-(identity calibration; the version is computed from the loaded weights).
+one has another.
+
+Loading trusts nothing it has not checked, and refuses with an :class:`ArtifactError` that
+names the file: another format version, a missing manifest entry, a file that is missing,
+changed, unlisted or linked from outside the directory, a safetensors file that does not
+parse (nothing is ever unpickled), score statistics that cannot standardise a score, a
+model_version that the weights and settings do not give, or another backbone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from pydantic import BaseModel, ConfigDict, model_validator
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -41,12 +49,20 @@ import leadrank
 from leadrank._files import staging_dir
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.encoding import SideEncoder
+from leadrank.errors import EnvironmentProblem
 from leadrank.metrics import auc, brier, ece
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone, load_tokenizer
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the manifest records the checksum of every file (``files``)
 MANIFEST = "leadrank.json"
+REQUIRED_KEYS = (
+    "model_version", "files", "backbone", "model_config", "train_config", "features", "funnel",
+    "side_encoder", "rank_by", "score_stats", "calibration", "metrics",
+)
+SCORE_STATS = ("point_mean", "point_std", "pair_mean", "pair_std")
+_CHANGED = "the model folder was changed after training: restore it from where it came from or retrain"
+_Model = TypeVar("_Model", bound=BaseModel)
 RankBy = Literal["pair", "point", "blend"]
 
 
@@ -56,7 +72,7 @@ ISOTONIC_MIN_LEADS = 1000
 ISOTONIC_MIN_PER_CLASS = 100
 
 
-class ArtifactError(ValueError):
+class ArtifactError(EnvironmentProblem, ValueError):
     """A model directory that cannot be used as it is; the message says why and what to do."""
 
 
@@ -86,6 +102,10 @@ class Calibration(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if not all(math.isfinite(value) for value in (self.a, self.b, *self.x, *self.y)):
+            raise ValueError(
+                "calibration: a, b, x and y must be finite numbers; the validation slice gave degenerate scores. Retrain."
+            )
         if self.method == "platt" and not self.a > 0:
             raise ValueError(f"calibration: Platt slope a must be > 0 so the ranking is kept; got a={self.a}. Refit or use method 'identity'.")
         if self.method == "isotonic":
@@ -158,7 +178,8 @@ class Artifact:
         if not self.model_version:
             self.model_version = _model_version(self)
 
-    def manifest(self) -> dict:
+    def manifest(self, files: dict[str, str]) -> dict:
+        """The ``leadrank.json`` contents; ``files`` maps each other file's path in the directory to its SHA-256."""
         return {
             "format_version": FORMAT_VERSION,
             "leadrank_version": leadrank.__version__,
@@ -173,6 +194,7 @@ class Artifact:
             "score_stats": self.score_stats,
             "calibration": self.calibration.model_dump(mode="json"),
             "metrics": self.metrics,
+            "files": files,
         }
 
 
@@ -201,6 +223,7 @@ def _model_version(artifact: Artifact) -> str:
 def save(artifact: Artifact, directory: str | Path) -> Path:
     """Write ``artifact`` to ``directory`` atomically (replacing an existing model directory)."""
     target = Path(directory)
+    _check_score_stats(artifact.score_stats, f"Cannot save the model to {target}")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(f".{target.name}.", target.parent)
     try:
@@ -208,7 +231,8 @@ def save(artifact: Artifact, directory: str | Path) -> Path:
         if isinstance(artifact.model.lm, PeftModel):
             artifact.model.lm.save_pretrained(staging / "adapter", safe_serialization=True)
         artifact.tokenizer.save_pretrained(staging / "tokenizer")
-        (staging / MANIFEST).write_text(json.dumps(artifact.manifest(), indent=2), encoding="utf-8")
+        checksums = {name: _sha256(path) for name, path in _held_files(staging).items()}
+        (staging / MANIFEST).write_text(json.dumps(artifact.manifest(checksums), indent=2), encoding="utf-8")
         if target.exists():
             if not (target / MANIFEST).exists():
                 raise ArtifactError(f"{target} exists and is not a leadrank model directory; choose another --out.")
@@ -225,23 +249,33 @@ def save(artifact: Artifact, directory: str | Path) -> Path:
 
 
 def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
-    """Load a model directory; ``backbone`` points to the backbone when it moved (same checksum)."""
+    """Load a model directory; ``backbone`` points to the backbone when it moved (same checksum).
+
+    Every file is checked against the checksums in the manifest before anything is read from it
+    (see the module docstring for what is refused).
+    """
     folder = Path(directory)
     manifest = _read_manifest(folder)
-    model_config = ModelConfig.model_validate(manifest["model_config"])
+    path = folder / MANIFEST
+    _check_keys(manifest, path)
+    _verify_files(folder, manifest["files"])
+    model_config = _entry(ModelConfig, manifest, "model_config", path)
+    features = _entry(FeatureSpec, manifest, "features", path)
+    funnel = _entry(FunnelSpec, manifest, "funnel", path)
+    calibration = _entry(Calibration, manifest, "calibration", path)
+    _check_score_stats(manifest["score_stats"], str(path))
     reference = backbone or manifest["backbone"]["reference"]
     loaded = _load_backbone(reference, manifest["backbone"], folder)
-    features = FeatureSpec.model_validate(manifest["features"])
     side_encoder = None if manifest["side_encoder"] is None else SideEncoder.from_dict(features, manifest["side_encoder"])
     tokenizer = load_tokenizer(str(folder / "tokenizer"))
     side_width = 0 if side_encoder is None else side_encoder.width
     model = ASLLR(loaded.model, model_config, answer_token_ids(tokenizer, model_config.prompt), side_width)
-    model.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    model.heads.load_state_dict(_read_tensors(folder / "heads.safetensors"))
     if model_config.mode == "lora":
         adapter = folder / "adapter" / "adapter_model.safetensors"
         if not adapter.exists():
             raise ArtifactError(f"{folder} is a LoRA model but has no {adapter.relative_to(folder)}; the directory is incomplete.")
-        result = set_peft_model_state_dict(model.lm, load_file(str(adapter)))
+        result = set_peft_model_state_dict(model.lm, _read_tensors(adapter))
         if getattr(result, "unexpected_keys", None):
             raise ArtifactError(f"{adapter} holds weights this backbone has no place for: {result.unexpected_keys[:3]}")
     model.eval()
@@ -249,7 +283,7 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         model=model,
         tokenizer=tokenizer,
         features=features,
-        funnel=FunnelSpec.model_validate(manifest["funnel"]),
+        funnel=funnel,
         model_config=model_config,
         side_encoder=side_encoder,
         backbone_reference=manifest["backbone"]["reference"],
@@ -258,22 +292,96 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         score_stats=manifest["score_stats"],
         train_config=manifest["train_config"],
         metrics=manifest["metrics"],
-        calibration=_calibration(manifest, folder),
+        calibration=calibration,
     )
-    recorded = manifest.get("model_version")
-    if recorded and recorded != artifact.model_version:
+    if manifest["model_version"] != artifact.model_version:
         raise ArtifactError(
             f"{folder}: its weights and settings give model_version {artifact.model_version}, but {MANIFEST} records "
-            f"{recorded}; the directory was changed after it was saved. Restore it from its source or retrain."
+            f"{manifest['model_version']!r}; the directory was changed after it was saved. Restore it from its source or retrain."
         )
     return artifact
 
 
-def _calibration(manifest: dict, folder: Path) -> Calibration:
+def _check_keys(manifest: dict, path: Path) -> None:
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if isinstance(manifest.get("backbone"), dict):
+        missing += [f"backbone.{key}" for key in ("reference", "checksum") if key not in manifest["backbone"]]
+    if missing:
+        raise ArtifactError(f"{path} has no {', '.join(repr(key) for key in missing)} entry; {_CHANGED}.")
+
+
+def _entry(model: type[_Model], manifest: dict, key: str, path: Path) -> _Model:
     try:
-        return Calibration.model_validate(manifest.get("calibration", {}))
+        return model.model_validate(manifest[key])
     except ValueError as exc:
-        raise ArtifactError(f"{folder / MANIFEST}: the 'calibration' entry is not valid: {exc}") from None
+        raise ArtifactError(
+            f"{path}: the {key!r} entry is not valid: {exc}\n"
+            "If the model folder was edited, restore it from where it came from; otherwise retrain."
+        ) from None
+
+
+def _held_files(folder: Path) -> dict[str, Path]:
+    """Every file in ``folder`` but the manifest, by its POSIX path inside it; a link out of the folder is refused."""
+    root = folder.resolve()
+    held: dict[str, Path] = {}
+    for top, dirs, files in os.walk(folder):  # does not descend into linked folders
+        for path in (Path(top) / name for name in dirs + files):
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise ArtifactError(
+                    f"{path} is a link to {path.resolve()}, outside the model folder; {_CHANGED} "
+                    f"(a model folder holds its files itself)."
+                )
+        held |= {path.relative_to(folder).as_posix(): path for path in (Path(top) / name for name in files) if path.is_file()}
+    held.pop(MANIFEST, None)
+    return held
+
+
+def _verify_files(folder: Path, recorded: object) -> None:
+    """Every file the manifest lists is there with its checksum, and no other file is."""
+    if not isinstance(recorded, dict):
+        raise ArtifactError(f"{folder / MANIFEST}: the 'files' entry is not a mapping of file to checksum; {_CHANGED}.")
+    held = _held_files(folder)
+    unlisted = sorted(held.keys() - recorded.keys())
+    if unlisted:
+        raise ArtifactError(
+            f"{folder / unlisted[0]} has no checksum in {MANIFEST}"
+            f"{f' (nor have {len(unlisted) - 1} more files)' if len(unlisted) > 1 else ''}: it was added, or its entry "
+            f"removed, after the model was saved; {_CHANGED} (or remove the file)."
+        )
+    for name, checksum in sorted(recorded.items()):
+        if name not in held:
+            raise ArtifactError(f"{folder / name} is missing: the model folder is incomplete; {_CHANGED}.")
+        if _sha256(held[name]) != checksum:
+            raise ArtifactError(f"{folder / name} does not match its checksum in {MANIFEST}; {_CHANGED}.")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; anything else (a pickle, a cut file) is refused unread."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a readable safetensors file ({exc}); {_CHANGED}.") from None
+
+
+def _check_score_stats(stats: object, where: str) -> None:
+    """Refuse score statistics that cannot standardise a score: each must be finite, each std above 0.
+
+    ``where`` starts the message (the file or the step that refused them).
+    """
+    for key in SCORE_STATS:
+        value = stats.get(key) if isinstance(stats, dict) else None
+        usable = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 or not key.endswith("_std"))
+        if not usable:
+            raise ArtifactError(
+                f"{where}: score_stats {key} is {value!r}: the validation slice gave constant or non-finite "
+                f"{key.split('_')[0]} scores, so they cannot be standardised to rank leads. Retrain on leads whose "
+                f"dialogues and features vary (or, if the model folder was edited, restore it)."
+            )
 
 
 def read_manifest(directory: str | Path) -> dict:
@@ -285,12 +393,23 @@ def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.exists():
         raise ArtifactError(f"{folder} is not a leadrank model directory (no {MANIFEST}). Train one with `leadrank train`.")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); {_CHANGED}.") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} holds a JSON {type(manifest).__name__}, not an object; {_CHANGED}.")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
+        older = isinstance(version, int) and version < FORMAT_VERSION
+        advice = (
+            "Models of older formats do not record a checksum for every file, so they cannot be checked: retrain it "
+            "with this leadrank (`leadrank train`)."
+            if older
+            else f"Use the leadrank version that wrote it (leadrank_version {manifest.get('leadrank_version')!r}) or retrain."
+        )
         raise ArtifactError(
-            f"{path} has format version {version}; this leadrank ({leadrank.__version__}) reads version {FORMAT_VERSION}. "
-            f"Use the leadrank version that wrote it (leadrank_version {manifest.get('leadrank_version')!r}) or retrain."
+            f"{path} has format version {version}; this leadrank ({leadrank.__version__}) reads version {FORMAT_VERSION}. {advice}"
         )
     return manifest
 
@@ -326,7 +445,9 @@ def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_confi
     :func:`fit_calibration`); ``metrics`` gets Brier and ECE on that slice before
     (``val_*_raw``) and after (``val_*_calibrated``). The "after" numbers are measured on the
     leads the calibration was fitted on, so they are optimistic; ``leadrank evaluate`` measures
-    both on held-out leads.
+    both on held-out leads. A head whose validation scores are all equal (a barely trained model,
+    e.g. the tiny test backbone after a few steps) is not scaled in the blend: its std is recorded
+    as 1.0. :func:`save` refuses statistics that cannot standardise a score (a zero or non-finite std).
     """
     labels, point, pair = result.val_labels, result.val_point, result.val_pair
     stats = {

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from typing import Literal, Self
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from leadrank._files import write_text_atomic
+from leadrank.errors import ConfigurationError, DataContractError, EnvironmentProblem, LeadrankError
 from leadrank.rules import Rule, RuleError
 
 #: Columns every lead table has; never features.
@@ -23,20 +34,41 @@ TIME_COLUMN = "as_of"
 RESERVED_COLUMNS = frozenset({ID_COLUMN, TIME_COLUMN})
 
 
+class SpecNotFoundError(EnvironmentProblem, FileNotFoundError):
+    """A spec file that does not exist."""
+
+
 class YamlModel(BaseModel):
     """A frozen pydantic model that reads and writes YAML."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: What a broken file of this kind is: a spec is part of the data contract (exit 3); a run or
+    #: CRM config is a setting (:class:`~leadrank.errors.ConfigurationError`, exit 2).
+    file_error: ClassVar[type[DataContractError] | type[ConfigurationError]] = DataContractError
+
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Self:
-        """Load from a YAML file; errors name the file and the field."""
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        """Load from a YAML file.
+
+        Raises
+        ------
+        SpecNotFoundError
+            The file does not exist (also a ``FileNotFoundError``).
+        EnvironmentProblem
+            The file cannot be read (a folder, no permission).
+        DataContractError
+            The file is not UTF-8, not YAML, holds a YAML tag, or is not a valid spec; the
+            message names the file, the line and column where YAML gives one, and the fix
+            (:attr:`file_error`: a ConfigurationError for settings files).
+        """
+        data = _read_yaml(path, cls.__name__, cls.file_error)
         try:
             return cls.model_validate(data or {})
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a valid {cls.__name__}:\n{exc}") from None
+        except ValidationError as exc:
+            raise cls.file_error(
+                f"{path}: not a valid {cls.__name__}:\n{exc}\nfix: correct the field(s) named above in {path}"
+            ) from None
 
     def to_yaml(self, path: str | os.PathLike[str]) -> None:
         """Write as YAML, atomically."""
@@ -49,6 +81,49 @@ class YamlModel(BaseModel):
             return cls.from_yaml(path)
 
 
+def _read_yaml(path: str | os.PathLike[str], kind: str, error: type[LeadrankError]) -> Any:
+    """The YAML document in ``path``, read safely (plain values only)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SpecNotFoundError(f"{path}: no such file; check the path of the {kind} YAML file") from None
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot read the {kind} file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(
+            f"{path}, line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); fix: save the file as UTF-8"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(_yaml_message(path, kind, text, exc)) from None
+
+
+def _yaml_message(path: str | os.PathLike[str], kind: str, text: str, exc: yaml.YAMLError) -> str:
+    """A YAML error in words naming the file, the line and column, and the fix."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}"
+        what = "; ".join(str(part) for part in (exc.context, exc.problem) if part)  # type: ignore[attr-defined]
+    elif isinstance(exc, yaml.reader.ReaderError):
+        where = f"{path}, line {text.count(chr(10), 0, exc.position) + 1}"
+        what = f"character {chr(exc.character)!r} is not allowed in YAML"
+    else:
+        where, what = str(path), str(exc)
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return (
+            f"{where}: a YAML tag a {kind} cannot hold ({what}); "
+            "fix: remove the tag (such as '!!python/object') and write plain text, numbers, lists and mappings"
+        )
+    return (
+        f"{where}: not valid YAML ({what}); "
+        "fix: correct the YAML there (brackets and quotes closed, consistent indentation, ': ' after each key)"
+    )
+
+
 class Feature(BaseModel):
     """One input column."""
 
@@ -58,6 +133,32 @@ class Feature(BaseModel):
     kind: Literal["numeric", "categorical", "bool"] = Field(description="How the column is read and encoded.")
     description: str = Field(default="", description="Plain words used in the prompt instead of the column name.")
     unit: str | None = Field(default=None, description="Unit shown after numbers in the prompt, e.g. 'days'.")
+    min: float | None = Field(
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description="Numeric features only: the smallest valid value (inclusive); a row below it is rejected.",
+    )
+    max: float | None = Field(
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description="Numeric features only: the largest valid value (inclusive); a row above it is rejected.",
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Self:
+        if self.kind != "numeric" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r}: min/max bound numeric features only; this one is {self.kind}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min ({self.min:g}) is above max ({self.max:g})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_bounds(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out unset min/max, so specs without bounds are written (and stored in models) as before."""
+        data = handler(self)
+        return {key: value for key, value in data.items() if key not in ("min", "max") or value is not None}
 
     @property
     def label(self) -> str:

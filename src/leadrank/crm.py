@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from leadrank.errors import ConfigurationError
 from leadrank.config import ID_COLUMN, YamlModel
 from leadrank.data.io import write_table
 
@@ -64,6 +65,8 @@ class CrmConfig(YamlModel):
         grade_c_min_percentile: 50
         trend_tolerance: 0.01
     """
+
+    file_error = ConfigurationError
 
     grade_a_min_percentile: float = Field(default=90.0, ge=0, le=100, description="Lowest percentile graded A (90: the top 10 %).")
     grade_b_min_percentile: float = Field(default=70.0, ge=0, le=100, description="Lowest percentile graded B (70: the next 20 %).")

@@ -48,6 +48,8 @@ from leadrank.baselines import (
 from leadrank.baselines._columns import DEFAULT_STAGE_COLUMN
 from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.io import write_table
+from leadrank.data.minimums import check_minimums
+from leadrank.errors import ConfigurationError
 from leadrank.data.profile import ORACLE_COLUMN
 from leadrank.data.prompt import build_prompts
 from leadrank.data.split import TimeSplit, check_no_leakage, time_split
@@ -55,10 +57,11 @@ from leadrank.data.synth import SynthConfig, simulate
 from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
 from leadrank.hardware import describe, resolve_dtype
 from leadrank.inference import ScoreConfig, Scorer
-from leadrank.model.asllr import ASLLR, answer_token_ids
+from leadrank.model.asllr import ASLLR, answer_token_ids, resolve_pool_layer
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache, extract_features
 from leadrank.training import RunConfig, TrainResult, train
+from leadrank.data.schema import label_values
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
 MIN_LEADS_FOR_PRECISION = 20
@@ -94,12 +97,21 @@ def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, ob
     return row
 
 
+TEXT_SKIPPED = "The dialogue column is empty in every training lead: the text baselines (TF-IDF, CatBoost text) were skipped."
+
+
+def has_text(table: pd.DataFrame, features: FeatureSpec) -> bool:
+    """Whether ``table`` has a dialogue column with text in at least one row."""
+    column = features.dialogue_column
+    return column is not None and column in table.columns and bool(table[column].fillna("").astype(str).str.strip().ne("").any())
+
+
 def compare_baselines(split: TimeSplit, features: FeatureSpec, funnel: FunnelSpec, *, seed: int = 0) -> pd.DataFrame:
     """Fit the LightGBM baselines on ``split.train``; score ``split.test``; add the oracle when known."""
     check_no_leakage(features.input_columns, funnel.supervision_columns)
-    labels = split.test[funnel.label_column].astype(int).to_numpy()
+    labels = label_values(split.test[funnel.label_column])
     rows = []
-    variants = [False, True] if features.dialogue_column else [False]
+    variants = [False, True] if has_text(split.train, features) else [False]
     for use_dialogue in variants:
         model = GBDTBaseline(features, label_column=funnel.label_column, use_dialogue=use_dialogue, config=GBDTConfig(seed=seed))
         model.fit(split.train)
@@ -141,12 +153,12 @@ class BenchConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.suites) - set(SUITES))
         if unknown or not self.suites:
-            raise ValueError(f"unknown suite(s) {unknown or '(none given)'}; choose from {sorted(SUITES)} or 'all'.")
+            raise ConfigurationError(f"unknown suite(s) {unknown or '(none given)'}; choose from {sorted(SUITES)} or 'all'.")
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct and at least one; got {list(self.seeds)}.")
+            raise ConfigurationError(f"seeds must be distinct and at least one; got {list(self.seeds)}.")
         kinds = {SUITES[name].data for name in self.suites}
         if len(kinds) > 1 and self.data is None and (self.n is None or self.synth_preset is None or self.one_set is None):
-            raise ValueError(
+            raise ConfigurationError(
                 f"suites {list(self.suites)} simulate different data by default "
                 f"({', '.join(sorted(f'{k.preset} n={k.n}' for k in kinds))}); run them separately or pass --n and --synth-preset."
             )
@@ -203,7 +215,7 @@ class Trial:
     ) -> None:
         self.split, self.features, self.funnel, self.seed, self.recipe = split, features, funnel, seed, recipe
         self.recipe_name, self.train_sizes = recipe_name, train_sizes
-        self.labels = split.test[funnel.label_column].astype(int).to_numpy()
+        self.labels = label_values(split.test[funnel.label_column])
         self.notes: list[str] = []
         self._runs: dict[str, AsllrRun] = {}
         self._embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -213,13 +225,24 @@ class Trial:
     def frozen(self) -> bool:
         return self.recipe.model.mode == "frozen"
 
+    @property
+    def has_text(self) -> bool:
+        """Whether some training lead has dialogue text; without it the text baselines skip themselves, with a note."""
+        if not has_text(self.split.train, self.features):
+            if self.features.dialogue_column and (note := TEXT_SKIPPED) not in self.notes:
+                self.notes.append(note)
+            return False
+        return True
+
     def newest(self, size: int) -> Trial:
         """This trial trained on only the newest ``size`` leads of its training part (same test part)."""
         train_part = self.split.train
         if size >= len(train_part):
             return self
         newest = train_part.iloc[np.argsort(pd.to_datetime(train_part[TIME_COLUMN]).to_numpy(), kind="stable")[-size:]]
-        return Trial(replace(self.split, train=newest), self.features, self.funnel, self.seed, self.recipe, recipe_name=self.recipe_name)
+        smaller = Trial(replace(self.split, train=newest), self.features, self.funnel, self.seed, self.recipe, recipe_name=self.recipe_name)
+        smaller.notes = self.notes
+        return smaller
 
     def without_dialogue(self) -> Trial:
         """This trial on the same split with the dialogue column dropped (a CRM export with no text)."""
@@ -364,7 +387,7 @@ def suite_table2(trial: Trial) -> Iterator[Outcome]:
         yield _fitted(trial, FunnelDirect(trial.features, label_column=trial.funnel.label_column, seed=trial.seed))
     yield _fitted(trial, LogisticBaseline(trial.features, label_column=trial.funnel.label_column))
     yield _gbdt(trial, use_dialogue=False)
-    if trial.features.dialogue_column:
+    if trial.has_text:
         yield _gbdt(trial, use_dialogue=True)
     yield trial.asllr({"hpro_weight": 0.0}).outcome("asLLR without HPRO", "point")
     yield trial.asllr({}).outcome("asLLR with HPRO")
@@ -381,7 +404,7 @@ def suite_transfer(trial: Trial) -> Iterator[Outcome]:
             "fitted to the label in training and not in test, so the tuned rows lean optimistic on training and may underuse it."
         )
     trial.notes.append(f"Embedding: the asLLR reading of each lead, PCA to {EMBEDDING_DIM} dimensions fitted on the training part.")
-    use_dialogue = trial.features.dialogue_column is not None
+    use_dialogue = trial.has_text
     yield _gbdt(trial, use_dialogue)
     for source in sources:
         yield _gbdt(trial, use_dialogue, trial.embedding(source), f" + {source} asLLR embedding")
@@ -420,7 +443,7 @@ def suite_rankby(trial: Trial) -> Iterator[Outcome]:
 def suite_demo(trial: Trial) -> Iterator[Outcome]:
     """The README's story in minutes, on sparse labels: baselines without and with the funnel, asLLR without and with HPRO."""
     yield _fitted(trial, LogisticBaseline(trial.features, label_column=trial.funnel.label_column))
-    if trial.features.dialogue_column:
+    if trial.has_text:
         yield _linear(trial, None, "Logistic regression tabular + TF-IDF")
         yield _gbdt(trial, use_dialogue=True)
         yield _gbdt_hpro(trial, trial.funnel, "paper tiers")
@@ -457,7 +480,7 @@ def _regime_models(trial: Trial, full: bool) -> Iterator[Outcome]:
     """Each model family without and with funnel supervision on one training part; the costly baselines on the full one."""
     order = FunnelSpec.total_order()
     yield _fitted(trial, LogisticBaseline(trial.features, label_column=trial.funnel.label_column))
-    if trial.features.dialogue_column:
+    if trial.has_text:
         yield _linear(trial, None, "Logistic regression tabular + TF-IDF")
         yield _linear(trial, trial.funnel, "Logistic regression tabular + TF-IDF + HPRO (paper tiers)")
         yield _gbdt(trial, use_dialogue=True)
@@ -466,7 +489,7 @@ def _regime_models(trial: Trial, full: bool) -> Iterator[Outcome]:
     yield _tuned_asllr(trial, "asLLR, BCE only", {"hpro_weight": 0.0})
     yield _tuned_asllr(trial, "asLLR + HPRO (paper tiers)", {})
     yield _tuned_asllr(trial, "asLLR + HPRO (total order)", {}, order)
-    if full and trial.features.dialogue_column:
+    if full and trial.has_text:
         started = time.perf_counter()
         catboost = CatBoostTextBaseline(trial.features, label_column=trial.funnel.label_column, seed=trial.seed)
         scores = catboost.fit(trial.split.train).predict(trial.split.test)
@@ -558,6 +581,8 @@ def _trials(config: BenchConfig, recipe: RunConfig) -> Iterator[Trial]:
         if split is None or not (config.data is not None or data.one_set):
             table = config.data if config.data is not None else simulate(SynthConfig.preset(data.preset, n=data.n, seed=0 if data.one_set else seed))
             split = time_split(table, config.test_fraction)
+            check_minimums(split.train, config.funnel.label_column, min_positives=recipe.train.min_train_positives,
+                           min_negatives=recipe.train.min_train_negatives)
         yield Trial(split, config.features, config.funnel, seed, recipe, recipe_name=config.preset, train_sizes=config.train_sizes)
 
 
@@ -569,6 +594,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     """
     check_no_leakage(config.features.input_columns, config.funnel.supervision_columns)
     recipe = RunConfig.resolve(config.preset, config.config_file, model={"backbone": config.backbone} if config.backbone else {})
+    _check_backbone(recipe)
     runs: dict[str, list[dict]] = {name: [] for name in config.suites}
     predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in config.suites}
     notes: dict[str, list[str]] = {name: [] for name in config.suites}
@@ -586,6 +612,12 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         done = replace(config, seeds=config.seeds[: len(sizes)])
         written = _write_suites(done, runs, predictions, notes, _describe(done, sizes), recipe, progress)
     return written
+
+
+def _check_backbone(recipe: RunConfig) -> None:
+    """Fail before the baselines, not after them, on a backbone that is missing or lacks the recipe's pool layer."""
+    backbone = load_backbone(recipe.model.backbone)
+    resolve_pool_layer(recipe.model, backbone.model.config.num_hidden_layers)
 
 
 def _write_suites(config: BenchConfig, runs: dict, predictions: dict, notes: dict, data_info: dict, recipe: RunConfig,
@@ -681,9 +713,8 @@ def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: 
         extra["differences"] = _differences(predictions)
         predictions = predictions[predictions["train_size"].isna() | (predictions["train_size"] == largest)]
     extra["intervals"] = _intervals(predictions)
-    asllr = f"asLLR recipe: preset {config.preset!r} ({recipe.model.mode} {recipe.model.backbone}, pooling {recipe.model.pooling}" + (
-        f" of layer {recipe.model.pool_layer})" if recipe.model.pool_layer != -1 else ")"
-    )
+    layer = {-1: "", "middle": " of the middle layer"}.get(recipe.model.pool_layer, f" of layer {recipe.model.pool_layer}")
+    asllr = f"asLLR recipe: preset {config.preset!r} ({recipe.model.mode} {recipe.model.backbone}, pooling {recipe.model.pooling}{layer})"
     results = {
         "suite": name,
         "title": SUITES[name].title,

@@ -24,8 +24,8 @@ from peft import PeftModel
 
 from leadrank.artifact import Artifact, RankBy, blend_scores
 from leadrank.config import ID_COLUMN
-from leadrank.crm import CrmOutput, CrmSummary
-from leadrank.data.io import ChunkedWriter, iter_table, read_table, write_table
+from leadrank.crm import CrmOutput, CrmSummary, hot_list_location
+from leadrank.data.io import ChunkedWriter, iter_table, read_table, refuse_overwriting_inputs, write_table
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import REASON_COLUMN, split_valid, validate
 from leadrank.hardware import Dtype, resolve_dtype
@@ -228,6 +228,7 @@ class Scorer:
         chunk_rows: int = 5_000,
         cache: ScoreCache | None = None,
         crm: CrmOutput | None = None,
+        encoding: str = "utf-8",
     ) -> FileSummary:
         """Score a large table chunk by chunk; every input row is either scored or written to the rejected file.
 
@@ -237,9 +238,12 @@ class Scorer:
         the whole batch: the scores of every chunk (a lead_id and two floats per lead) are kept,
         the CRM fields are added over the whole batch and the output is written once. That is a
         second pass over the scores, not a second model pass. ``cache`` works as in
-        :meth:`score`; the caller saves it.
+        :meth:`score`; the caller saves it. ``encoding`` is the text encoding of a CSV or JSONL
+        source. An output (scores, rejected rows, hot list) that is the source is refused first.
         """
         rejected_path = _rejected_location(destination)
+        hot_list = [hot_list_location(destination, crm.top)] if crm is not None and crm.top else []
+        refuse_overwriting_inputs([destination, rejected_path, *hot_list], [source])
         in_duckdb = "::" in str(destination)  # a DuckDB table is written once, at the end
         destination = destination if in_duckdb else Path(destination)
         rows_in = rows_scored = rows_rejected = 0
@@ -250,7 +254,7 @@ class Scorer:
             scored_out = None if crm else stack.enter_context(ChunkedWriter(destination))
             write = kept.append if scored_out is None else scored_out.write
             rejected_out = None
-            for chunk in iter_table(source, chunk_rows):
+            for chunk in iter_table(source, chunk_rows, encoding=encoding):
                 valid, rejected = split_valid(chunk, self.artifact.features, self.artifact.funnel, require_labels=False)
                 valid, repeated = _split_seen(valid, seen, rows_in)
                 rejected = pd.concat([rejected, repeated]).sort_index() if len(repeated) else rejected

@@ -43,8 +43,9 @@ from leadrank import artifact as artifacts
 from leadrank._files import staging_dir, write_text_atomic
 from leadrank.config import TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.minimums import TooFewLeadsError, check_minimums
-from leadrank.data.schema import validate
+from leadrank.data.schema import label_values, validate
 from leadrank.data.split import time_split
+from leadrank.errors import EnvironmentProblem
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import auc, precision_at
 from leadrank.training import RunConfig, train
@@ -68,7 +69,7 @@ COMPARISON_SHARE = 0.3
 _VERSION_NAME = re.compile(r"^v(\d+)$")
 
 
-class RegistryError(ValueError):
+class RegistryError(EnvironmentProblem, ValueError):
     """A registry that cannot do what was asked; the message says why and what to do."""
 
 
@@ -316,7 +317,7 @@ def retrain(
         raise ValueError(f"tolerance must be >= 0 (AUC the candidate may lose); got {tolerance}.")
     validate(table, features, funnel)
     parts = time_split(_newest(table, window_days), holdout)
-    labels = parts.test[funnel.label_column].astype(int).to_numpy()
+    labels = label_values(parts.test[funnel.label_column])
     if labels.min() == labels.max():
         raise ValueError(
             f"The comparison slice (the newest {holdout:.0%} of the window, {len(labels)} leads from {parts.cutoff}) "
@@ -367,7 +368,7 @@ def _check_comparison_slice(test: pd.DataFrame, label_column: str, run: RunConfi
     try:
         check_minimums(test, label_column, min_positives=min_positives, min_negatives=min_negatives)
     except TooFewLeadsError:
-        positives = int((test[label_column].astype(int) == 1).sum())
+        positives = int((label_values(test[label_column]) == 1).sum())
         raise TooFewLeadsError(
             f"Too few leads to compare the models on: the comparison slice (the newest {holdout:.0%} of the window, "
             f"{len(test)} leads from {cutoff}) has {positives} positive(s) (minimum {min_positives}) and "

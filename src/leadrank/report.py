@@ -10,7 +10,8 @@ A RESULTS directory (written by ``leadrank bench``) holds:
 
 The summary is always recomputed from ``runs`` (:func:`summarise`); the stored ``summary``
 is not trusted. Figures are drawn with matplotlib's object API (``Figure`` + the Agg
-canvas), never through pyplot's global state.
+canvas), never through pyplot's global state; text from the results is drawn literally
+(a ``$`` does not start math) and escaped in the HTML.
 
 Example:
     >>> from leadrank.report import find_results, write_report  # doctest: +SKIP
@@ -25,12 +26,14 @@ import json
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,6 +45,8 @@ from leadrank.metrics import top_count
 
 __all__ = [
     "Results",
+    "SUITE_ORDER",
+    "TOP_SHARE",
     "draw_figures",
     "find_results",
     "interval_table",
@@ -210,10 +215,15 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def _cell(mean: float | None, std: float | None) -> str:
+def _cell(mean: float | None, std: float | None, form: str = "{:.3f}") -> str:
     if mean is None or math.isnan(mean):
         return "n/a"
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    return form.format(mean) if std is None else f"{form.format(mean)} ± {form.format(std)}"
+
+
+def _metric_cell(entry: Mapping[str, Any], metric: str) -> str:
+    """"mean ± std" of ``metric`` in a :func:`summarise` entry: p@/r@ in percent (one decimal), others with 3 decimals."""
+    return _cell(entry[f"{metric}_mean"], entry[f"{metric}_std"], "{:.1%}" if _is_share(metric) else "{:.3f}")
 
 
 def summary_frame(results: Results) -> pd.DataFrame:
@@ -317,11 +327,37 @@ def _precision_curve(labels: np.ndarray) -> np.ndarray:
 
 # --- figures --------------------------------------------------------------------------------
 
+# The 10 strong hues of tab20, then their light twins: 20 colours before one repeats. The line
+# style changes every 10 models, so even neighbours in the legend differ in two ways.
+_COLOURS = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
+_LINESTYLES = ("-", "-.", ":")
+_LEGEND_CHARS_PER_INCH = 14  # about how many 8 pt characters fit in one inch of legend
+
+
+def _plain(text: str) -> str:
+    """``text`` as matplotlib shows it literally: a ``$`` would otherwise start math (and may fail to parse)."""
+    return text.replace("$", r"\$")
+
 
 def _style(model: str, index: int) -> dict[str, Any]:
     if _is_oracle(model):
-        return {"color": "black", "linestyle": "--", "label": model}
-    return {"color": f"C{index}", "label": model}
+        return {"color": "black", "linestyle": "--", "label": _plain(model)}
+    linestyle = _LINESTYLES[index // 10 % len(_LINESTYLES)]
+    return {"color": _COLOURS[index % len(_COLOURS)], "linestyle": linestyle, "label": _plain(model)}
+
+
+def _legend_below(figure: Figure, ax: Any) -> None:
+    """Put ``ax``'s legend under the plot, where it never covers a curve, in as many columns as fit.
+
+    The figure grows by the legend's height, so the plot keeps its size; the figure must use
+    the constrained layout, which makes room for an "outside" legend.
+    """
+    handles, labels = ax.get_legend_handles_labels()
+    entry_width = max(len(label) for label in labels) + 6  # characters, the line sample included
+    columns = max(1, min(len(labels), int(figure.get_figwidth() * _LEGEND_CHARS_PER_INCH // entry_width)))
+    rows = math.ceil(len(labels) / columns)
+    figure.set_figheight(figure.get_figheight() + 0.2 * (rows + 1))
+    figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8)
 
 
 def _log_percent_axis(ax: Any) -> None:
@@ -331,42 +367,41 @@ def _log_percent_axis(ax: Any) -> None:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     return path
 
 
-def _gain_figure(predictions: pd.DataFrame, models: list[str], path: Path) -> Path:
-    figure = Figure(figsize=(10, 4))
+def _gain_figure(predictions: pd.DataFrame, models: list[str]) -> Figure:
+    figure = Figure(figsize=(10, 4), layout="constrained")
     gain_ax, lift_ax = figure.subplots(1, 2)
     for i, model in enumerate(models):
         gain = _mean_curve(predictions, model, _gain)
         gain_ax.plot(_FRACTION_GRID * 100, gain * 100, **_style(model, i))
         lift_ax.plot(_FRACTION_GRID[1:] * 100, gain[1:] / _FRACTION_GRID[1:], **_style(model, i))
     gain_ax.plot([0, 100], [0, 100], color="grey", linewidth=0.8, label="random")
-    lift_ax.axhline(1.0, color="grey", linewidth=0.8, label="random")
+    lift_ax.axhline(1.0, color="grey", linewidth=0.8)
     gain_ax.set(xlabel="leads contacted (% of test set, by score)", ylabel="buyers found (%)", title="Cumulative gain")
     lift_ax.set(xlabel="leads contacted (%)", ylabel="lift (× random)", title="Lift")
     _log_percent_axis(lift_ax)
-    gain_ax.legend(fontsize=8)
-    return _save(figure, path)
+    _legend_below(figure, gain_ax)  # one legend for both panels
+    return figure
 
 
-def _precision_figure(predictions: pd.DataFrame, models: list[str], path: Path) -> Path:
-    figure = Figure(figsize=(6, 4))
+def _precision_figure(predictions: pd.DataFrame, models: list[str]) -> Figure:
+    figure = Figure(figsize=(6, 4), layout="constrained")
     ax = figure.subplots()
     for i, model in enumerate(models):
         ax.plot(_K_GRID * 100, _mean_curve(predictions, model, _precision_curve), **_style(model, i))
     ax.axhline(predictions["label"].mean(), color="grey", linewidth=0.8, label="base rate")
     ax.set(xlabel="top k (% of test leads)", ylabel="precision@k", title="Precision in the top k")
     _log_percent_axis(ax)
-    ax.legend(fontsize=8)
-    return _save(figure, path)
+    _legend_below(figure, ax)
+    return figure
 
 
-def _reliability_figure(predictions: pd.DataFrame, models: list[str], path: Path) -> Path:
-    figure = Figure(figsize=(5, 5))
+def _reliability_figure(predictions: pd.DataFrame, models: list[str]) -> Figure:
+    figure = Figure(figsize=(5, 5), layout="constrained")
     ax = figure.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, label="perfectly calibrated")
     for i, model in enumerate(models):
@@ -374,8 +409,8 @@ def _reliability_figure(predictions: pd.DataFrame, models: list[str], path: Path
         observed, predicted = calibration_curve(rows["label"], rows["probability"], n_bins=10, strategy="quantile")
         ax.plot(predicted, observed, marker="o", **_style(model, i))
     ax.set(xlabel="mean predicted probability", ylabel="observed buyer rate", title="Reliability (10 equal-count bins)")
-    ax.legend(fontsize=8)
-    return _save(figure, path)
+    _legend_below(figure, ax)
+    return figure
 
 
 def _stage_order(observed: Sequence[str], stages: Sequence[str] | None) -> list[str]:
@@ -384,14 +419,14 @@ def _stage_order(observed: Sequence[str], stages: Sequence[str] | None) -> list[
     return sorted(observed, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 
-def _stage_figure(rows: pd.DataFrame, title: str, stages: Sequence[str] | None, path: Path) -> Path:
+def _stage_figure(rows: pd.DataFrame, title: str, stages: Sequence[str] | None) -> Figure:
     order = _stage_order(rows["stage"].unique().tolist(), stages)
     groups = [rows.loc[rows["stage"] == stage, "score"].to_numpy(dtype=float) for stage in order]
-    figure = Figure(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4), layout="constrained")
     ax = figure.subplots()
-    ax.boxplot(groups, tick_labels=[f"{s}\n(n={len(g)})" for s, g in zip(order, groups)])
-    ax.set(xlabel="funnel stage reached", ylabel="ranking score", title=title)
-    return _save(figure, path)
+    ax.boxplot(groups, tick_labels=[f"{_plain(s)}\n(n={len(g)})" for s, g in zip(order, groups)])
+    ax.set(xlabel="funnel stage reached", ylabel="ranking score", title=_plain(title))
+    return figure
 
 
 def plot_learning_curve(rows: Sequence[Mapping[str, Any]], out_path: str | Path, metric: str = "auc") -> Path:
@@ -403,11 +438,15 @@ def plot_learning_curve(rows: Sequence[Mapping[str, Any]], out_path: str | Path,
     the x axis is log scale with a tick at each size. An oracle does not learn from the
     training set, so it is a dashed horizontal line at its mean.
     """
+    return _save(_learning_curve_figure(rows, metric), Path(out_path))
+
+
+def _learning_curve_figure(rows: Sequence[Mapping[str, Any]], metric: str) -> Figure:
     frame = pd.DataFrame(list(rows), columns=["model", "train_size", metric]).dropna(subset=[metric])
     models = _model_order(frame["model"].tolist())
     if not [m for m in models if not _is_oracle(m)]:
         raise ValueError(f"No learning-curve row of a non-oracle model has a value for {metric!r}; nothing to draw.")
-    figure = Figure(figsize=(8, 4.5))
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
     ax = figure.subplots()
     for i, model in enumerate(models):
         values = frame.loc[frame["model"] == model]
@@ -416,16 +455,15 @@ def plot_learning_curve(rows: Sequence[Mapping[str, Any]], out_path: str | Path,
             ax.axhline(values[metric].mean(), **style)
             continue
         stats = values.groupby("train_size")[metric].agg(["mean", "min", "max"])
-        marker = "o^sD"[i // 10 % 4]  # the colour cycle repeats after 10 models; the marker tells them apart
-        ax.plot(stats.index, stats["mean"], marker=marker, **style)
+        ax.plot(stats.index, stats["mean"], marker="o", **style)
         ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.15, linewidth=0)
     sizes = sorted(frame.loc[~frame["model"].map(_is_oracle), "train_size"].unique())
     ax.set_xscale("log")
     ax.set_xticks(sizes, labels=[f"{size:,}" for size in sizes])
     ax.minorticks_off()
-    ax.set(xlabel="training leads (log scale)", ylabel=metric, title=f"Learning curve: {metric}")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(figure, Path(out_path))
+    ax.set(xlabel="training leads (log scale)", ylabel=metric, title=_plain(f"Learning curve: {metric}"))
+    _legend_below(figure, ax)
+    return figure
 
 
 def _curve_metrics(results: Results) -> list[str]:
@@ -441,9 +479,14 @@ def _curve_caption(results: Results, metric: str) -> str:
     return caption
 
 
+def _main_metric(results: Results) -> str:
+    """The metric that picks a suite's best model: AUC when the suite measures it, else its first metric."""
+    return "auc" if "auc" in results.metrics else results.metrics[0]
+
+
 def _best_model(results: Results, available: Sequence[str]) -> str | None:
-    """The non-oracle model with the highest mean AUC (or first metric) among ``available``."""
-    key = "auc" if "auc" in results.metrics else results.metrics[0]
+    """The non-oracle model with the highest mean :func:`_main_metric` among ``available``."""
+    key = _main_metric(results)
     means = {e["model"]: e.get(f"{key}_mean") for e in summarise(results.run_dicts())}
     candidates = [m for m in available if not _is_oracle(m) and means.get(m) is not None]
     return max(candidates, key=lambda m: means[m]) if candidates else None
@@ -465,30 +508,37 @@ def draw_figures(
 
     Gain/lift and precision@k curves average each model's per-seed curves; the reliability
     diagram pools all seeds of models that give probabilities; the per-stage box plot shows
-    the first seed of the best non-oracle model (highest mean AUC). Figures without data
-    (no probabilities, no stages) are skipped. ``stages`` gives the funnel order (low ->
-    high); by default the paper's funnel, with unknown stages after it by name.
+    the first seed of the best non-oracle model (highest mean AUC, else of the first metric).
+    Figures without data (no probabilities, no stages) are skipped. ``stages`` gives the
+    funnel order (low -> high); by default the paper's funnel, with unknown stages after it
+    by name. Up to 20 models get distinct colours; legends sit under the plots.
     """
     out = Path(out_dir)
     models = _model_order(predictions["model"].tolist())
     paths = [
-        _gain_figure(predictions, models, out / "gain.png"),
-        _precision_figure(predictions, models, out / "precision_at_k.png"),
+        _save(_gain_figure(predictions, models), out / "gain.png"),
+        _save(_precision_figure(predictions, models), out / "precision_at_k.png"),
     ]
     with_probability = [m for m in models if predictions.loc[predictions["model"] == m, "probability"].notna().any()]
     if with_probability:
-        paths.append(_reliability_figure(predictions, with_probability, out / "reliability.png"))
+        paths.append(_save(_reliability_figure(predictions, with_probability), out / "reliability.png"))
     best = _best_model(results, models)
     if best is not None:
         rows = predictions[(predictions["model"] == best) & predictions["stage"].notna()]
         if len(rows):
             seed = rows["seed"].min()
             title = f"Scores by funnel stage: {best} (seed {seed})"
-            paths.append(_stage_figure(rows[rows["seed"] == seed], title, stages, out / "stage_scores.png"))
+            paths.append(_save(_stage_figure(rows[rows["seed"] == seed], title, stages), out / "stage_scores.png"))
     return paths
 
 
 # --- HTML -----------------------------------------------------------------------------------
+
+#: Suites in reading order: the headline run (the demo, or the paper's regime) first, then the
+#: paper's tables; other suites follow in the order given.
+SUITE_ORDER = ("demo", "regime", "table1", "table2", "transfer", "margins", "rankby")
+#: The share of test leads the summary's "calling the top ... finds ... of the buyers" is about.
+TOP_SHARE = 0.10
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -505,6 +555,24 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: .9rem; }
 .unavailable { color: #a33; }
 """
+
+
+@dataclass(frozen=True)
+class _Suite:
+    """One results directory, read once: its results and its predictions (``None`` when not written)."""
+
+    directory: Path
+    results: Results
+    predictions: pd.DataFrame | None
+
+
+def _load_suite(directory: Path) -> _Suite:
+    return _Suite(directory, load_results(directory), load_predictions(directory))
+
+
+def _suite_rank(suite: _Suite) -> int:
+    name = suite.results.suite
+    return SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER)
 
 
 def _e(value: object) -> str:
@@ -527,13 +595,13 @@ def _figure_html(path: Path, caption: str) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
-def _figures_html(results: Results, directory: Path) -> str:
+def _figures_html(suite: _Suite) -> str:
     """The prediction figures (or a line saying they are unavailable), then one learning curve per metric."""
-    predictions = load_predictions(directory)
+    results, predictions = suite.results, suite.predictions
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
         if predictions is None:
-            parts.append(f'<p class="unavailable">Figures unavailable: no {PREDICTIONS_FILE} in {_e(directory)}.</p>')
+            parts.append(f'<p class="unavailable">Figures unavailable: no {PREDICTIONS_FILE} in {_e(suite.directory)}.</p>')
         else:
             for path in draw_figures(results, predictions, tmp, stages=results.stages):
                 caption = FIGURE_CAPTIONS[path.stem]
@@ -547,32 +615,93 @@ def _figures_html(results: Results, directory: Path) -> str:
     return "".join(parts)
 
 
-def _suite_html(directory: Path) -> str:
-    results = load_results(directory)
-    table = summary_frame(results).to_html(index=False, border=0)
+def _suite_html(index: int, suite: _Suite) -> str:
+    results = suite.results
+    table = summary_frame(results).to_html(index=False, border=0, escape=True)
     notes = "".join(f"<li>{_e(note)}</li>" for note in results.notes)
     return (
-        f"<section><h2>{_e(results.title)} <small>({_e(results.suite)})</small></h2>"
+        f'<section><h2 id="suite-{index}">{_e(results.title)} <small>({_e(results.suite)})</small></h2>'
         f"{_meta_html(results)}{table}"
         '<p class="note">mean ± sample std over seeds; a single seed shows the mean alone.</p>'
         + (f"<ul>{notes}</ul>" if notes else "")
-        + f"{_figures_html(results, directory)}</section>"
+        + f"{_figures_html(suite)}</section>"
     )
 
 
-def write_report(results_dirs: Sequence[str | Path], out: str | Path) -> Path:
+def _share_found(labels: np.ndarray) -> float:
+    """Share of the buyers among the top :data:`TOP_SHARE` of leads (``labels`` sorted by score, with a buyer)."""
+    return float(labels[: top_count(TOP_SHARE, len(labels))].sum() / labels.sum())
+
+
+def _buyers_found(suite: _Suite, model: str) -> str:
+    """"X % of the buyers" that calling ``model``'s top :data:`TOP_SHARE` finds, averaged over seeds with a buyer."""
+    if suite.predictions is None:
+        return f"n/a: no {PREDICTIONS_FILE}"
+    rows = suite.predictions[suite.predictions["model"] == model]
+    shares = [_share_found(_sorted_labels(part)) for _, part in rows.groupby("seed") if part["label"].any()]
+    if not shares:
+        return "n/a: no buyer among its test leads"
+    return f"{np.mean(shares):.1%} of the buyers"
+
+
+def _summary_row(index: int, suite: _Suite) -> str:
+    results = suite.results
+    metric = _main_metric(results)
+    link = f'<a href="#suite-{index}">{_e(results.suite)}</a>'
+    best = _best_model(results, [run.model for run in results.runs])
+    if best is None:
+        return f'<tr><td>{link}</td><td colspan="4">no non-oracle model has a value for {_e(metric)}</td></tr>'
+    entry = next(e for e in summarise(results.run_dicts()) if e["model"] == best)
+    cells = [
+        f"{_e(best)} <small>(highest mean {_e(metric)})</small>",
+        *(_e(_metric_cell(entry, m)) if m in results.metrics else "n/a" for m in ("auc", "p@1%")),
+        _e(_buyers_found(suite, best)),
+    ]
+    return f"<tr><td>{link}</td>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _summary_html(suites: Sequence[_Suite]) -> str:
+    """What the page opens on: per suite, its best model, that model's AUC and P@1 %, and what its top leads find."""
+    headers = ("suite", "best model", "AUC", "P@1%", f"calling its top {TOP_SHARE:.0%} of leads finds")
+    rows = "".join(_summary_row(i, suite) for i, suite in enumerate(suites))
+    return (
+        '<div class="summary"><h2>Summary</h2><table><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in headers)
+        + f"</tr></thead><tbody>{rows}</tbody></table>"
+        '<p class="note">Best model: the one with the highest mean over seeds of the suite\'s main metric '
+        "(AUC when the suite measures it, else its first metric). The oracle, which knows each lead's true "
+        "propensity, is the ceiling and never the best. AUC and P@1% are mean ± sample std over seeds; "
+        f"the last column is the share of all buyers among the {TOP_SHARE:.0%} of test leads it scores highest, "
+        "averaged over seeds.</p></div>"
+    )
+
+
+def _page_title(suites: Sequence[_Suite]) -> str:
+    """The title of the only suite; for several, "leadrank benchmark: " and their names."""
+    if len(suites) == 1:
+        return suites[0].results.title
+    return "leadrank benchmark: " + ", ".join(dict.fromkeys(suite.results.suite for suite in suites))
+
+
+def write_report(results_dirs: Sequence[str | Path], out: str | Path, *, title: str | None = None) -> Path:
     """Write one self-contained HTML report (inline CSS, base64 PNGs, no scripts) for the given RESULTS dirs.
 
-    A directory without ``predictions.parquet`` still gets its tables, with a line saying
-    its figures are unavailable. The file is written atomically.
+    The page opens on a summary (per suite: the best model, its AUC and P@1 %, and the share of
+    buyers its top :data:`TOP_SHARE` of leads holds), then one section per suite, in
+    :data:`SUITE_ORDER`. ``title`` heads the page; by default the title of the only suite, or
+    "leadrank benchmark: " and the suites' names. Every text from the results (names, notes,
+    paths) is HTML-escaped. A directory without ``predictions.parquet`` still gets its tables,
+    with a line saying its figures are unavailable. The file is written atomically.
     """
     if not results_dirs:
         raise ValueError("No results directories given; pass at least one directory written by `leadrank bench`.")
-    sections = "".join(_suite_html(Path(d)) for d in results_dirs)
+    suites = sorted((_load_suite(Path(d)) for d in results_dirs), key=_suite_rank)  # stable: unknown suites keep their order
+    heading = _e(title if title is not None else _page_title(suites))
+    sections = "".join(_suite_html(i, suite) for i, suite in enumerate(suites))
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>leadrank benchmark report</title><style>{_CSS}</style></head>"
-        f"<body><h1>leadrank benchmark report</h1>{sections}</body></html>\n"
+        f"<title>{heading}</title><style>{_CSS}</style></head>"
+        f"<body><h1>{heading}</h1>{_summary_html(suites)}{sections}</body></html>\n"
     )
     target = Path(out)
     write_text_atomic(target, page)

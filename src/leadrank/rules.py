@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from leadrank.errors import DataContractError
+
 _COMPARE: dict[type[ast.cmpop], Callable[[pd.Series, object], pd.Series]] = {
     ast.Eq: operator.eq,
     ast.NotEq: lambda col, value: col.ne(value) & col.notna(),
@@ -35,7 +37,11 @@ _COMPARE: dict[type[ast.cmpop], Callable[[pd.Series, object], pd.Series]] = {
 _ALLOWED = "column names, 'text' or number constants, tuples of constants, ==, !=, <, <=, >, >=, in, not in, and, or, not, parentheses"
 
 
-class RuleError(ValueError):
+MAX_RULE_CHARS = 2_000
+"""Longest rule text accepted: real tier rules are a line; a longer one is a mistake or an attack."""
+
+
+class RuleError(DataContractError):
     """A tier rule that cannot be parsed or evaluated."""
 
 
@@ -45,14 +51,17 @@ class Rule:
     def __init__(self, text: str, aliases: Mapping[str, str] | None = None) -> None:
         self.text = text
         self._aliases = dict(aliases or {})
-        try:
-            tree = ast.parse(text.strip(), mode="eval")
-        except SyntaxError as exc:
-            raise RuleError(f"Rule {text!r} is not valid: {exc.msg}. Allowed: {_ALLOWED}.") from None
-        self._tree = tree.body
+        if len(text) > MAX_RULE_CHARS:
+            raise RuleError(f"Rule {text[:60]!r}... is {len(text):,} characters long (at most {MAX_RULE_CHARS:,}); write it shorter.")
         self.columns: frozenset[str] = frozenset()
         self.constants: dict[str, set[object]] = {}
-        self._check(self._tree)
+        try:
+            self._tree = ast.parse(text.strip(), mode="eval").body
+            self._check(self._tree)
+        except SyntaxError as exc:
+            raise RuleError(f"Rule {text!r} is not valid: {exc.msg}. Allowed: {_ALLOWED}.") from None
+        except RecursionError:
+            raise RuleError(f"Rule {text[:60]!r}... is nested too deeply; write it with fewer nested parts.") from None
 
     def _column(self, name: str) -> str:
         return self._aliases.get(name, name)

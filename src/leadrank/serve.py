@@ -13,9 +13,11 @@ A lead is a JSON object with ``lead_id``, ``as_of``, every FeatureSpec field (``
 unknown) and the dialogue text. The request model is built from the model's FeatureSpec when
 the app is created, so ``/docs`` shows the exact fields. ``label`` and the stage column may be
 sent and are checked, never used; other fields are ignored. Every error is a JSON body
-``{"error": ..., "problems": [{"lead_index", "field", "message", "fix"}]}``: 401 (token),
-413 (request too large), 422 (contract: names the lead index, field and fix), 503 (shutting
-down); never a traceback.
+``{"error": ..., "problems": [{"lead_index", "lead_id", "field", "message", "fix"}]}``: 401
+(token), 413 (request body over ``max_request_bytes``), 422 (contract, or a dialogue over
+``max_dialogue_chars`` characters: names the lead's index and id, the field and the fix), 503
+(shutting down); never a traceback. Fields take JSON values as they are: ``"42"`` or ``true``
+in a numeric field is refused, not converted, and a ``lead_id`` must not be blank.
 
 One worker thread owns the Scorer (it is not thread-safe). Score requests that arrive within
 ``batch_wait_ms`` of each other are scored together, up to ``max_batch`` leads, and the
@@ -46,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from leadrank.artifact import load, read_manifest
 from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.schema import LeadDataError, validate
+from leadrank.errors import ConfigurationError, DataContractError
 from leadrank.explain import explain
 from leadrank.inference import ScoreConfig, Scorer
 
@@ -56,23 +59,52 @@ TOKEN_ENV = "LEADRANK_API_TOKEN"
 _CONFIG_ENV = "LEADRANK_SERVE_CONFIG"  # how `run` hands the model and settings to uvicorn's workers
 
 
-def _encodable(text: str) -> str:
-    """JSON escapes such as "\\ud800" give lone surrogates, which are not text: refuse them."""
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates, which JSON escapes such as "\\ud800" give."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("holds a lone UTF-16 surrogate (e.g. an unpaired \\ud800 escape); send valid Unicode text") from None
+        return False
+    return True
+
+
+def _encodable(text: str) -> str:
+    if not _is_unicode(text):
+        raise ValueError("holds a lone UTF-16 surrogate (e.g. an unpaired \\ud800 escape); send valid Unicode text")
     return text
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is empty or only whitespace")
+    return text
+
+
+def _at_most(max_chars: int) -> Callable[[str], str]:
+    """A validator refusing text over ``max_chars`` characters.
+
+    Not ``Field(max_length=...)``: with it pydantic refuses lone surrogates first, in words that hide why.
+    """
+
+    def check(text: str) -> str:
+        if len(text) > max_chars:
+            raise ValueError(f"has {len(text):,} characters, over this server's limit of {max_chars:,}")
+        return text
+
+    return check
+
+
 _Text = Annotated[StrictStr, AfterValidator(_encodable)]
+_Id = Annotated[_Text, AfterValidator(_not_blank)]
 _Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 _Scalar = _Text | _Int64 | StrictFloat | StrictBool
 _KINDS = {
-    "numeric": (float | None, "a finite number, or null when unknown"),
+    "numeric": (StrictFloat | None, 'a finite number, or null when unknown (not text such as "42", not true/false)'),
     "bool": (bool | None, "true/false (or 'yes'/'no', 1/0), or null when unknown"),
     "categorical": (_Scalar | None, "text (or a number or true/false), or null when unknown"),
 }
+#: What /explain's ``top`` takes.
+_TOP = "a whole number from 1 to 100: how many positive and negative factors and turns to return"
 
 
 @dataclass(frozen=True)
@@ -85,6 +117,9 @@ class ServeSettings:
         Most leads in one request, and in one micro-batch of merged requests.
     max_request_bytes : int, default=8 MiB
         Larger request bodies get 413.
+    max_dialogue_chars : int, default=100,000
+        Most characters in one lead's dialogue; a longer one gets 422 naming the lead. The
+        model reads only the newest turns that fit its token budget, so clients can send those.
     batch_wait_ms : float, default=5.0
         How long the worker waits for more requests to merge into a batch.
     api_token : str or None, default=$LEADRANK_API_TOKEN
@@ -95,16 +130,17 @@ class ServeSettings:
 
     max_batch: int = 256
     max_request_bytes: int = 8 * 2**20
+    max_dialogue_chars: int = 100_000
     batch_wait_ms: float = 5.0
     api_token: str | None = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None, repr=False)
     score: ScoreConfig = ScoreConfig()
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_request_bytes"):
+        for name in ("max_batch", "max_request_bytes", "max_dialogue_chars"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+                raise ConfigurationError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.batch_wait_ms < 0:
-            raise ValueError(f"batch_wait_ms must be >= 0; got {self.batch_wait_ms}")
+            raise ConfigurationError(f"batch_wait_ms must be >= 0; got {self.batch_wait_ms}")
 
 
 # --------------------------------------------------------------------------- app
@@ -128,10 +164,10 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
         yield
         await worker.stop()
 
-    lead_model = _lead_model(features, funnel)
+    lead_model = _lead_model(features, funnel, settings.max_dialogue_chars)
     app = FastAPI(title="leadrank", summary="Score and explain sales leads.", lifespan=lifespan)
     app.state.settings = settings
-    app.state.expected = {f.alias: f.description for f in lead_model.model_fields.values()}
+    app.state.expected = {**{f.alias: f.description for f in lead_model.model_fields.values()}, "top": _TOP}
     app.add_middleware(_BodyLimit, max_bytes=settings.max_request_bytes)
     _add_error_handlers(app)
     app.include_router(_routes(lead_model, features, funnel, settings, _public_manifest(manifest)))
@@ -148,13 +184,16 @@ def _routes(
     explain_request = create_model(
         "ExplainRequest",
         lead=(lead_model, Field(description="The lead to explain.")),
-        top=(int, Field(5, ge=1, le=100, description="How many positive and negative factors and turns to return.")),
+        top=(StrictInt, Field(5, ge=1, le=100, description=_TOP)),
     )
 
     def rows(leads: list[BaseModel]) -> list[dict[str, Any]]:
         """The leads as table rows, checked against the data contract (422 names lead and field)."""
         records = [lead.model_dump(by_alias=True, exclude={"label", "stage"}) for lead in leads]
-        validate(pd.DataFrame.from_records(records), features, funnel, require_labels=False)
+        try:
+            validate(pd.DataFrame.from_records(records), features, funnel, require_labels=False)
+        except LeadDataError as exc:
+            raise _LeadsRefused(exc, [record[ID_COLUMN] for record in records]) from exc
         return records
 
     router = APIRouter()
@@ -184,10 +223,10 @@ def _routes(
     return router
 
 
-def _lead_model(features: FeatureSpec, funnel: FunnelSpec) -> type[BaseModel]:
+def _lead_model(features: FeatureSpec, funnel: FunnelSpec, max_dialogue_chars: int) -> type[BaseModel]:
     """The JSON form of one lead, from the FeatureSpec (fields aliased: any column name works)."""
     fields: dict[str, Any] = {
-        "id_": (_Text | _Int64, Field(alias=ID_COLUMN, description="a unique text or integer id")),
+        "id_": (_Id | _Int64, Field(alias=ID_COLUMN, description="a unique text (not blank) or integer id")),
         "as_of": (_Text, Field(alias=TIME_COLUMN, description="an ISO-8601 timestamp such as '2024-03-01T09:30:00'")),
     }
     for i, feature in enumerate(features.features):
@@ -195,8 +234,11 @@ def _lead_model(features: FeatureSpec, funnel: FunnelSpec) -> type[BaseModel]:
         fields[f"feature_{i}"] = (kind, Field(alias=feature.name, description=expected))
     if features.dialogue_column:
         fields["dialogue"] = (
-            _Text,
-            Field(alias=features.dialogue_column, description="text, one 'Speaker: text' turn per line, oldest first ('' for none)"),
+            Annotated[_Text, AfterValidator(_at_most(max_dialogue_chars))],
+            Field(
+                alias=features.dialogue_column,
+                description=f"text of at most {max_dialogue_chars:,} characters, one 'Speaker: text' turn per line, oldest first ('' for none)",
+            ),
         )
     stages = Literal[tuple(funnel.stages)]  # type: ignore[valid-type]
     fields["label"] = (StrictBool | Annotated[StrictInt, Field(ge=0, le=1)] | None, Field(None, alias=funnel.label_column, description="0 or 1 (optional, not used)"))
@@ -366,17 +408,30 @@ class _BodyLimit:
         return {"error": f"request body over the limit of {self.max_bytes:,} bytes (--max-request-bytes); send fewer or shorter leads per request"}
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    async def contract(request: Request, exc: LeadDataError) -> JSONResponse:
-        problems = [
-            {"lead_index": row, "field": p.column, "message": p.message, "fix": p.fix}
-            for p in exc.problems
+class _LeadsRefused(DataContractError):
+    """Leads of one request that break the data contract: ``.problems`` is the 422 body's list."""
+
+    def __init__(self, error: LeadDataError, lead_ids: list[str | int]) -> None:
+        super().__init__(str(error))
+        self.problems = [
+            {
+                "lead_index": row,
+                "lead_id": None if row is None else lead_ids[row],
+                "field": p.column,
+                "message": p.message,
+                "fix": p.fix,
+            }
+            for p in error.problems
             for row in (p.rows or (None,))
         ]
-        return _error(422, f"{len(problems)} problem(s) with the leads (lead_index counts from 0)", problems)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def contract(request: Request, exc: _LeadsRefused) -> JSONResponse:
+        return _error(422, f"{len(exc.problems)} problem(s) with the leads (lead_index counts from 0)", exc.problems)
 
     async def request_shape(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = _request_problems(exc.errors(), request.app.state.settings, request.app.state.expected)
+        problems = _request_problems(exc.errors(), exc.body, request.app.state.settings, request.app.state.expected)
         return _error(422, f"{len(problems)} problem(s) with the request (lead_index counts from 0)", problems)
 
     async def http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -385,7 +440,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, "internal error while scoring; the server log has the details")
 
-    app.add_exception_handler(LeadDataError, contract)
+    app.add_exception_handler(_LeadsRefused, contract)
     app.add_exception_handler(RequestValidationError, request_shape)
     app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(Exception, unexpected)
@@ -395,19 +450,42 @@ def _error(status: int, message: str, problems: list[dict] | None = None) -> JSO
     return JSONResponse({"error": message, **({"problems": problems} if problems else {})}, status_code=status)
 
 
-def _request_problems(errors: list[dict], settings: ServeSettings, expected: dict[str, str]) -> list[dict]:
-    """Pydantic's errors as one problem per (lead, field); union members are folded into one."""
+def _request_problems(errors: list[dict], body: Any, settings: ServeSettings, expected: dict[str, str]) -> list[dict]:
+    """Pydantic's errors as one problem per (lead, field); union members are folded into one.
+
+    ``body`` is the request as parsed JSON: each problem names the ``lead_id`` the lead was sent with.
+    """
     grouped: dict[tuple[int | None, str | None], list[dict]] = {}
     for error in errors:
         grouped.setdefault(_where(error["loc"]), []).append(error)
     problems = []
     for (index, name), group in grouped.items():
         first = group[0]
-        message = first["msg"] if len(group) == 1 else "not a valid value for this field"
+        own = [error["msg"] for error in group if error["type"] == "value_error"]  # our validators say what is wrong
+        message = first["msg"] if len(group) == 1 else own[0] if own else "not a valid value for this field"
         if first["type"] == "json_invalid":
             message = f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
-        problems.append({"lead_index": index, "field": name, "message": message, "fix": _fix(name, first, settings, expected)})
+        problems.append(
+            {
+                "lead_index": index,
+                "lead_id": _sent_id(body, index),
+                "field": name,
+                "message": message,
+                "fix": _fix(name, first, settings, expected),
+            }
+        )
     return problems
+
+
+def _sent_id(body: Any, index: int | None) -> str | int | None:
+    """The ``lead_id`` that lead ``index`` of a parsed request body has, if it is valid text or an integer."""
+    leads = body.get("leads", [body.get("lead")]) if isinstance(body, dict) else None
+    if index is None or not isinstance(leads, list) or index >= len(leads) or not isinstance(leads[index], dict):
+        return None
+    value = leads[index].get(ID_COLUMN)
+    if isinstance(value, str):
+        return value if _is_unicode(value) else None  # a lone surrogate cannot go back out as JSON text
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _where(loc: tuple) -> tuple[int | None, str | None]:

@@ -24,15 +24,16 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from leadrank.config import FeatureSpec, FunnelSpec, YamlModel
 from leadrank.data.minimums import check_minimums
 from leadrank.data.prompt import build_prompts
-from leadrank.data.schema import validate
+from leadrank.data.schema import label_values, validate
 from leadrank.data.split import check_no_leakage, validation_slice
+from leadrank.errors import ConfigurationError
 from leadrank.encoding import SideEncoder
 from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
 from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
@@ -100,6 +101,8 @@ PRESETS = ("cpu-quick", "cpu-lora", "paper")
 class RunConfig(YamlModel):
     """A whole recipe: the model and how to train it (``configs/presets/*.yaml``)."""
 
+    file_error = ConfigurationError
+
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
@@ -109,12 +112,16 @@ class RunConfig(YamlModel):
         merged: dict = {"model": {}, "train": {}}
         if preset is not None:
             if preset not in PRESETS:
-                raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
+                raise ConfigurationError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
             _merge(merged, cls._packaged(f"presets/{preset}.yaml").model_dump(exclude_unset=True))
         if config_file is not None:
             _merge(merged, cls.from_yaml(config_file).model_dump(exclude_unset=True))
         _merge(merged, overrides)
-        return cls.model_validate(merged)
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            source = " + ".join(part for part in (f"preset {preset}" if preset else "", str(config_file or ""), "options" if overrides else "") if part)
+            raise ConfigurationError(f"The run configuration ({source or 'defaults'}) is not valid:\n{exc}") from None
 
 
 def _merge(into: dict, update: dict) -> None:
@@ -235,6 +242,9 @@ def train(
         with autocast:  # the starting point is a candidate too: the run returns nothing worse than its heads
             _validate_and_track(core, val_data, config, state, accelerator)
     model.train()
+    own_bar = None
+    if progress is None:  # without a caller's display, a bar of its own: training is never silent
+        own_bar = progress = _step_bar(f"training ({model_config.mode})", total_steps, show=accelerator.is_main_process)
     while state.step < total_steps and not state.stopped:
         sampler.set_epoch(state.epoch)
         batches = list(sampler)
@@ -274,6 +284,8 @@ def train(
             state.epoch += 1
             state.micro_done = 0
 
+    if own_bar is not None:
+        own_bar({"done": True})
     if state.best_weights is not None:
         core.load_state_dict(state.best_weights, strict=False)
     with autocast:
@@ -293,6 +305,20 @@ def train(
         margins=(core.margins() if core.margins is not None else margins).tolist(),
         side_encoder=side_encoder,
     )
+
+
+def _step_bar(description: str, total: int, *, show: bool) -> Callable[[dict[str, float]], None]:
+    """A tqdm bar of optimizer steps, fed the loop's ``parts``; ``{"done": True}`` closes it."""
+    bar = tqdm(total=total, desc=description, unit="step", disable=not show, leave=False)
+
+    def update(parts: dict[str, float]) -> None:
+        if parts.get("done"):
+            bar.close()
+            return
+        bar.update(int(parts["step"]) - bar.n)
+        bar.set_postfix({k: f"{parts[k]:.3f}" for k in ("loss", "val_auc") if k in parts}, refresh=False)
+
+    return update
 
 
 def _read_frozen(
@@ -345,7 +371,7 @@ def _prepare(
         dialogue_only=model_config.reading == "dialogue",
     )
     return _Data(
-        labels=torch.tensor(frame[funnel.label_column].astype(int).to_numpy(), dtype=torch.float32),
+        labels=torch.tensor(label_values(frame[funnel.label_column]), dtype=torch.float32),
         membership=torch.as_tensor(tier_membership(frame, funnel)),
         prompts=prompts,
         token_ids=tokenize(backbone.tokenizer, prompts) if model_config.mode == "lora" else [],

@@ -8,6 +8,7 @@ import pandas as pd
 from leadrank.baselines._columns import require_columns
 from leadrank.config import TIME_COLUMN, FeatureSpec
 from leadrank.encoding import as_bool_float, category_text
+from leadrank.data.schema import label_values
 
 #: What a missing category is called for CatBoost (which refuses NaN categories).
 MISSING_CATEGORY = "<missing>"
@@ -80,7 +81,7 @@ class CatBoostTextBaseline:
                 f"{len(table)} training rows leave no room for a validation_fraction of {self.validation_fraction}; "
                 "pass a larger table or another validation_fraction."
             )
-        labels = table[self.label_column].astype(int).to_numpy()
+        labels = label_values(table[self.label_column])
         train_rows, valid_rows = order[:-held_out], order[-held_out:]
         if len(np.unique(labels[train_rows])) < 2:
             raise ValueError(f"{self.name} needs positives and negatives in {self.label_column!r} outside the latest {held_out} rows.")

@@ -31,6 +31,7 @@ from leadrank.baselines._columns import check_named_input, require_columns
 from leadrank.config import TIME_COLUMN, FeatureSpec
 from leadrank.data.split import validation_slice
 from leadrank.encoding import TabularEncoder
+from leadrank.data.schema import label_values
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class CTRBaseline:
         if not spec.features and not self.extra_dense and extra is None:
             raise ValueError("the FeatureSpec lists no features and no extra inputs were given; a CTR model needs at least one")
         extra = _check_extra(extra, table, fitted_width=None)
-        labels = table[self.label_column].astype(int).to_numpy()
+        labels = label_values(table[self.label_column])
         if len(np.unique(labels)) < 2:
             raise ValueError(f"{self.label_column!r} holds one class only ({labels[0] if len(labels) else 'no rows'}); a CTR model needs both 0 and 1")
 

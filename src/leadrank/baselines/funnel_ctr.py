@@ -19,6 +19,7 @@ from leadrank.baselines._columns import (
 )
 from leadrank.baselines.ctr import CTRBaseline
 from leadrank.config import Feature, FeatureSpec
+from leadrank.data.schema import label_values
 
 
 class FunnelTwoStage:
@@ -84,7 +85,7 @@ class FunnelTwoStage:
         require_columns(table, [*self.features.names, self.label_column], who=self.name)
         inner = spec_without(self.features, self.stage_column)
         ranks = stage_ranks(table[self.stage_column], order)
-        labels = table[self.label_column].astype(int).to_numpy()
+        labels = label_values(table[self.label_column])
         self.base_rate_ = float(labels.mean()) if len(labels) else 0.0
         self.groups_: dict[int, CTRBaseline | float] = {}
         for rank in np.unique(ranks):

@@ -14,6 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from leadrank.baselines.pairwise import TierPairs, TierPairSampler, funnel_tiers, objective_grad_hess, objective_value
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.encoding import TabularEncoder
+from leadrank.data.schema import label_values
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class GBDTBaseline:
         params = {k: v for k, v in asdict(self.config).items() if not k.startswith("tfidf_")}
         seed = params.pop("seed")
         self.model_ = lgb.LGBMClassifier(**params, subsample_freq=1, random_state=seed, n_jobs=1, verbose=-1)
-        self.model_.fit(inputs, table[self.label_column].astype(int).to_numpy(), categorical_feature=categorical)
+        self.model_.fit(inputs, label_values(table[self.label_column]), categorical_feature=categorical)
         return self
 
     def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
@@ -172,7 +173,7 @@ class GBDTHPROBaseline(GBDTBaseline):
         if not self.hpro_weight >= 0:
             raise ValueError(f"hpro_weight must be >= 0 (0 turns the pair term off); got {self.hpro_weight!r}")
         membership, margins = funnel_tiers(table, self.funnel, who=self.name)
-        labels = table[self.label_column].astype(int).to_numpy().astype(float)
+        labels = label_values(table[self.label_column]).astype(float)
         positives = int(labels.sum())
         if not 0 < positives < len(labels):
             raise ValueError(f"{self.name} needs positives and negatives in {self.label_column!r}; got {positives} of {len(labels)} rows positive.")

@@ -19,6 +19,7 @@ from leadrank.baselines.gbdt import check_extra
 from leadrank.baselines.pairwise import TierPairSampler, funnel_tiers, objective_grad_hess, objective_value
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.encoding import SideEncoder, TabularEncoder
+from leadrank.data.schema import label_values
 
 
 class LogisticBaseline:
@@ -79,7 +80,7 @@ class LogisticBaseline:
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
-            self.pipeline_.fit(self._inputs(table), table[self.label_column].astype(int).to_numpy())
+            self.pipeline_.fit(self._inputs(table), label_values(table[self.label_column]))
         return self
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
@@ -157,7 +158,7 @@ class PairwiseLogisticBaseline:
             raise ValueError("the FeatureSpec lists no features and no extra= columns were given; a logistic regression needs at least one column")
         require_columns(table, self.features.names, who=self.name)
         membership, margins = funnel_tiers(table, self.funnel, who=self.name)
-        labels = table[self.funnel.label_column].astype(int).to_numpy().astype(float)
+        labels = label_values(table[self.funnel.label_column]).astype(float)
         pairs = TierPairSampler(membership, margins, pairs_per_lead=self.pairs_per_lead, seed=self.seed).sample()
         self.encoder_ = SideEncoder(self.features).fit(table)
         if extra is None:

@@ -19,6 +19,7 @@ from scipy.special import expit, log_expit
 from leadrank.baselines._columns import require_columns
 from leadrank.config import FunnelSpec
 from leadrank.funnel import LOSER, WINNER, tier_membership
+from leadrank.data.schema import label_values
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def funnel_tiers(table: pd.DataFrame, funnel: FunnelSpec, *, who: str) -> tuple[
     """
     require_columns(table, funnel.supervision_columns if funnel.tiers else [funnel.label_column], who=who)
     if not funnel.tiers:
-        positive = table[funnel.label_column].astype(int).to_numpy() == 1
+        positive = label_values(table[funnel.label_column]) == 1
         return np.where(positive, WINNER, LOSER).astype(np.int8)[:, None], np.zeros(1)
     return tier_membership(table, funnel), np.array([t.margin for t in funnel.tiers], dtype=float)
 

@@ -1,7 +1,7 @@
 """The ``leadrank`` command line: thin verbs over the library.
 
-Exit codes: 0 success, 1 a usage or environment problem (message says the fix), 2 the lead
-table breaks the data contract (every problem is listed). The A/B verbs live in
+Exit codes (see :mod:`leadrank.errors`): 0 done, 1 a file, model or environment problem, 2 a
+usage error, 3 input data that break the data contract (every problem is listed). The A/B verbs live in
 :mod:`leadrank.cli.abtest`, the registry verbs (retrain, versions, rollback) in
 :mod:`leadrank.cli.registry`; importing this package registers them all on :data:`app`.
 """
@@ -16,8 +16,12 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from leadrank.cli._common import DtypeOption, FeaturesOption, FunnelOption, RankByOption, handle_errors, read_specs, app, console, err_console, spec_app
+from leadrank.cli._common import (
+    DtypeOption, EncodingOption, FeaturesOption, FunnelOption, RankByOption, ThreadsOption, app, console, err_console, handle_errors, noting_specs, read_specs, refuse_overwriting, set_threads,
+    spec_app, specs_used,
+)
 from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.errors import ConfigurationError
 
 @app.command()
 @handle_errors
@@ -65,21 +69,36 @@ def validate(
         bool, typer.Option("--drop-invalid", help="Write the valid rows to --out and the rejected rows, with a _reason column, beside it.")
     ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="With --drop-invalid: where to write the valid rows.")] = None,
+    encoding: EncodingOption = "utf-8",
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="IANA zone (e.g. Asia/Shanghai, UTC) the as_of values without an offset were recorded in. With it as_of may "
+            "mix naive and offset times, and --drop-invalid writes every as_of in UTC, so later verbs read one kind of time.",
+        ),
+    ] = None,
 ) -> None:
-    """Check a lead table against the data contract; list every problem and exit 2 if any."""
+    """Check a lead table against the data contract; list every problem and exit 3 if any."""
     from leadrank.data.io import read_table, write_table
-    from leadrank.data.schema import split_valid, validate as validate_table
+    from leadrank.config import TIME_COLUMN
+    from leadrank.data.schema import parse_as_of, split_valid, validate as validate_table
 
+    rejected_path = out.with_name(f"{out.stem}.rejected{out.suffix}") if out else None
+    refuse_overwriting([out, rejected_path], [data, features, funnel])
     feature_spec, funnel_spec = read_specs(features, funnel)
-    table = read_table(data)
+    table = read_table(data, encoding=encoding)
     if not drop_invalid:
-        validate_table(table, feature_spec, funnel_spec, require_labels=labels)
-        console.print(f"OK: {len(table):,} leads follow the contract ({len(feature_spec.features)} features).")
+        with noting_specs(features, funnel):
+            validate_table(table, feature_spec, funnel_spec, require_labels=labels, timezone=timezone)
+        console.print(f"OK: {len(table):,} leads follow the contract ({len(feature_spec.features)} features; {specs_used(features, funnel)}).")
         return
     if out is None:
-        raise ValueError("--drop-invalid needs --out FILE for the valid rows.")
-    valid, rejected = split_valid(table, feature_spec, funnel_spec, require_labels=labels)
-    rejected_path = out.with_name(f"{out.stem}.rejected{out.suffix}")
+        raise ConfigurationError("--drop-invalid needs --out FILE for the valid rows.")
+    with noting_specs(features, funnel):
+        valid, rejected = split_valid(table, feature_spec, funnel_spec, require_labels=labels, timezone=timezone)
+    if timezone is not None:
+        valid = valid.assign(**{TIME_COLUMN: parse_as_of(valid[TIME_COLUMN], timezone)})
     write_table(valid, out)
     write_table(rejected, rejected_path)
     console.print(
@@ -95,14 +114,16 @@ def describe(
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
     tokens: Annotated[bool, typer.Option("--tokens/--no-tokens", help="Count dialogue tokens with the default backbone's tokenizer.")] = True,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Profile a labelled table: label rate, stages, dialogue length, oracle ceiling when known."""
     from leadrank.data.io import read_table
     from leadrank.data.schema import validate as validate_table
 
     feature_spec, funnel_spec = read_specs(features, funnel)
-    table = read_table(data)
-    validate_table(table, feature_spec, funnel_spec)
+    table = read_table(data, encoding=encoding)
+    with noting_specs(features, funnel):
+        validate_table(table, feature_spec, funnel_spec)
     _print_profile(table, feature_spec, funnel_spec, tokenizer=tokens)
 
 
@@ -141,12 +162,16 @@ def split(
     train_out: Annotated[Path, typer.Option("--train", help="Where to write the earlier part.")],
     test_out: Annotated[Path, typer.Option("--test", help="Where to write the later part.")],
     test_fraction: Annotated[float, typer.Option(help="Share of leads in the later part (ties in as_of stay together).")] = 0.3,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Split a table in strict time order: every training lead was seen before every test lead."""
     from leadrank.data.io import read_table, write_table
     from leadrank.data.split import time_split
 
-    parts = time_split(read_table(data), test_fraction)
+    refuse_overwriting([train_out, test_out], [data])
+    if Path(train_out).resolve() == Path(test_out).resolve():
+        raise ConfigurationError(f"--train and --test are the same file ({train_out}); give each part its own.")
+    parts = time_split(read_table(data, encoding=encoding), test_fraction)
     write_table(parts.train, train_out)
     write_table(parts.test, test_out)
     console.print(parts.summary())
@@ -168,9 +193,11 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.checkpoints.")] = False,
     dtype: DtypeOption = "auto",
+    threads: ThreadsOption = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Train asLLR (+ HPRO) on a labelled table and write a model directory."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from leadrank import artifact as artifacts
     from leadrank.data.io import read_table
@@ -179,21 +206,28 @@ def train_command(
     feature_spec, funnel_spec = read_specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
     train_overrides = {
-        k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None, "dtype": dtype}.items() if v is not None
+        k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None, "dtype": dtype, "threads": threads}.items()
+        if v is not None
     }
     run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
-    table = read_table(data)
     checkpoints = out.with_name(out.name + ".checkpoints")
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[parts]}")]
+    refuse_overwriting([out, checkpoints], [data, features, funnel, config])
+    table = read_table(data, encoding=encoding)
+    # fits in 80 columns: "training ━━━━━━━━━━━━━━━━ 120/600 steps 0:01:40 loss 0.412 val_auc 0.812"
+    columns = [
+        TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
+        TextColumn("{task.fields[parts]}"),
+    ]
     main_process = process_state().is_main_process  # under torchrun / accelerate launch, one process reports and writes
     with Progress(*columns, console=console, disable=not main_process) as bar:
         task = bar.add_task("training", total=run.train.max_steps, parts="")
 
         def show(parts: dict[str, float]) -> None:
-            shown = "  ".join(f"{k} {parts[k]:.3f}" for k in ("loss", "bce", "hpro", "ce", "val_auc") if k in parts)
+            shown = " ".join(f"{k} {parts[k]:.3f}" for k in ("loss", "val_auc") if k in parts)
             bar.update(task, completed=parts["step"], total=parts.get("total_steps"), parts=shown)
 
-        result = train(table, feature_spec, funnel_spec, run.model, run.train, checkpoint_dir=checkpoints, resume=resume, progress=show)
+        with noting_specs(features, funnel):
+            result = train(table, feature_spec, funnel_spec, run.model, run.train, checkpoint_dir=checkpoints, resume=resume, progress=show)
     if not main_process:
         return
     artifact = artifacts.from_training(result, feature_spec, funnel_spec, run.model, run.train)
@@ -220,7 +254,7 @@ def score(
         typer.Option("--out", help="Where to write lead_id, probability (calibrated), rank_score, plus the CRM columns with --crm; the suffix picks the format (.csv, .parquet, .jsonl; file.duckdb::table with --crm)."),
     ],
     rank_by: RankByOption = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (with other jobs running, 1 can beat 2).")] = None,
+    threads: ThreadsOption = None,
     dtype: DtypeOption = "auto",
     chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time; memory stays flat.")] = 5_000,
     crm: Annotated[
@@ -247,6 +281,7 @@ def score(
         str | None,
         typer.Option("--cache", help="Score cache (file.parquet or file.duckdb::table), created when missing: leads whose prompt and model_version are unchanged since the last run reuse their scores instead of running the model. Prints how many were rescored and reused."),
     ] = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Score leads with a trained model; invalid rows go to OUT.rejected.* with the reason."""
     from leadrank import artifact as artifacts
@@ -254,14 +289,15 @@ def score(
     from leadrank.data.io import read_table
     from leadrank.inference import ScoreCache, ScoreConfig, Scorer
 
+    refuse_overwriting([out], [model_dir, previous, cache, crm_config])
     scorer = Scorer(artifacts.load(model_dir), ScoreConfig(rank_by=rank_by, threads=threads, dtype=dtype))  # type: ignore[arg-type]
     crm_output = None
     if crm or top is not None or previous or crm_config or d365:
         config = CrmConfig.from_yaml(crm_config) if crm_config else CrmConfig()
-        crm_output = CrmOutput(config, read_table(previous) if previous else None, top, d365)
+        crm_output = CrmOutput(config, read_table(previous, encoding=encoding) if previous else None, top, d365)
     score_cache = ScoreCache.open(cache) if cache else None
     started = time.perf_counter()
-    summary = scorer.score_file(data, out, chunk_rows=chunk_rows, cache=score_cache, crm=crm_output)
+    summary = scorer.score_file(data, out, chunk_rows=chunk_rows, cache=score_cache, crm=crm_output, encoding=encoding)
     if score_cache is not None:
         score_cache.save()
     elapsed = time.perf_counter() - started
@@ -288,30 +324,42 @@ def evaluate(
     data: Annotated[str, typer.Argument(help="Labelled leads, e.g. the later part of `leadrank split`.")],
     rank_by: RankByOption = None,
     dtype: DtypeOption = "auto",
+    threads: ThreadsOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write each lead's lead_id, label, probability and rank_score (.csv, .parquet, .jsonl).")
+    ] = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Metrics of a model on labelled leads: AUC, precision/recall at the top, calibration before/after; oracle row when known."""
     from scipy.special import expit
 
     from leadrank import artifact as artifacts
     from leadrank.config import ID_COLUMN
-    from leadrank.data.io import read_table
+    from leadrank.data.io import read_table, write_table
     from leadrank.data.profile import ORACLE_COLUMN
-    from leadrank.data.schema import validate as validate_table
+    from leadrank.data.schema import label_values, validate as validate_table
     from leadrank.experiments import score_row
     from leadrank.inference import ScoreConfig, Scorer
-    from leadrank.metrics import brier, ece
+    from leadrank.metrics import brier, ece, precision_at, recall_at
 
+    refuse_overwriting([out], [model_dir, data])
     artifact = artifacts.load(model_dir)
-    table = read_table(data)
+    table = read_table(data, encoding=encoding)
     validate_table(table, artifact.features, artifact.funnel)
-    scorer = Scorer(artifact, ScoreConfig(rank_by=rank_by, dtype=dtype))  # type: ignore[arg-type]
+    scorer = Scorer(artifact, ScoreConfig(rank_by=rank_by, dtype=dtype, threads=threads))  # type: ignore[arg-type]
     point, pair = scorer.raw_scores(table)
     scores = scorer.to_scores(table[ID_COLUMN], point, pair)
-    labels = table[artifact.funnel.label_column].astype(int).to_numpy()
-    rows = [score_row(f"asLLR (rank by {scorer.rank_by})", labels, scores["rank_score"].to_numpy())]
+    labels = label_values(table[artifact.funnel.label_column])
+    ranked = {f"asLLR (rank by {scorer.rank_by})": scores["rank_score"].to_numpy()}
     if ORACLE_COLUMN in table.columns:
-        rows.append(score_row("oracle (true propensity)", labels, table[ORACLE_COLUMN].to_numpy()))
+        ranked["oracle (true propensity)"] = table[ORACLE_COLUMN].to_numpy()
+    rows = [score_row(name, labels, values) | {"p@20%": precision_at(labels, values, 0.2), "r@20%": recall_at(labels, values, 0.2)}
+            for name, values in ranked.items()]
     _print_results(pd.DataFrame(rows), title=f"{len(table):,} leads, {labels.sum():,} positives")
+    console.print(f"Calling the top 20 % of these leads by the model finds {rows[0]['r@20%']:.0%} of the buyers.")
+    if out is not None:
+        write_table(scores.assign(label=labels)[[ID_COLUMN, "label", "probability", "rank_score"]], out)
+        console.print(f"Wrote {len(scores):,} scores to {out}.")
     raw, probability = expit(point), scores["probability"].to_numpy()
     console.print(
         f"Probability calibration ({artifact.calibration.method}), raw head -> calibrated: "
@@ -325,17 +373,24 @@ def spec_infer(
     data: Annotated[str, typer.Argument(help="Any CRM export (.csv, .parquet, .jsonl, file.duckdb::table).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the draft FeatureSpec YAML.")],
     funnel: FunnelOption = None,
+    keep: Annotated[
+        list[str] | None, typer.Option("--keep", help="Use this column although it looks personal, like an id or like a leak (repeatable).")
+    ] = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
-    """Draft a FeatureSpec from a table: kinds inferred, ids and outcome columns left out. Edit it before training."""
+    """Draft a FeatureSpec from a table: kinds inferred; ids, personal data, constants, leaks and outcome columns left out. Edit it before training."""
     from leadrank.data.infer import infer_feature_spec
     from leadrank.data.io import read_table
 
+    refuse_overwriting([out], [data, funnel])
     funnel_spec = FunnelSpec.from_yaml(funnel) if funnel else FunnelSpec.paper_default()
-    spec, skipped = infer_feature_spec(read_table(data), funnel_spec)
-    spec.to_yaml(out)
-    console.print(f"Wrote {out}: {len(spec.features)} features, dialogue column: {spec.dialogue_column or 'none'}.")
-    for column, reason in skipped.items():
+    draft = infer_feature_spec(read_table(data, encoding=encoding), funnel_spec, keep=keep or ())
+    draft.spec.to_yaml(out)
+    console.print(f"Wrote {out}: {len(draft.spec.features)} features, dialogue column: {draft.spec.dialogue_column or 'none'}.")
+    for column, reason in draft.left_out.items():
         console.print(f"  left out {column!r}: {reason}")
+    for warning in draft.warnings:
+        console.print(f"  [yellow]warning:[/] {warning}", highlight=False)
     console.print("Edit the descriptions (the model reads them) and units before training.")
 
 
@@ -364,6 +419,8 @@ def explain_command(
     top: Annotated[int, typer.Option("--top", help="Show this many positive and negative fields, and this many turns.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON instead of tables.")] = False,
     dtype: DtypeOption = "auto",
+    threads: ThreadsOption = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Why a lead scored as it did: masks each field and drops each dialogue turn (1 + fields + turns prompts)."""
     from leadrank import artifact as artifacts
@@ -371,10 +428,10 @@ def explain_command(
     from leadrank.explain import explain, find_lead
     from leadrank.inference import Scorer
 
-    lead = find_lead(read_table(data), lead_id)
+    lead = find_lead(read_table(data, encoding=encoding), lead_id)
     from leadrank.inference import ScoreConfig
 
-    result = explain(Scorer(artifacts.load(model_dir), ScoreConfig(dtype=dtype)), lead, top=top)  # type: ignore[arg-type]
+    result = explain(Scorer(artifacts.load(model_dir), ScoreConfig(dtype=dtype, threads=threads)), lead, top=top)  # type: ignore[arg-type]
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
@@ -405,9 +462,10 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most leads per request and per merged scoring batch; larger requests get 422.")] = 256,
     max_request_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 8 * 2**20,
+    max_dialogue_chars: Annotated[int, typer.Option(help="Most characters in one lead's dialogue; longer gets 422 naming the lead.")] = 100_000,
     workers: Annotated[int, typer.Option(help="Server processes; each loads its own copy of the model.")] = 1,
     batch_wait_ms: Annotated[float, typer.Option(help="How long to wait for more requests to merge into one scoring batch.")] = 5.0,
-    threads: Annotated[int | None, typer.Option(help="CPU threads per server process (with other jobs running, 1 can beat 2).")] = None,
+    threads: ThreadsOption = None,
     rank_by: RankByOption = None,
     dtype: DtypeOption = "auto",
 ) -> None:
@@ -419,7 +477,7 @@ def serve(
     from leadrank.serve import ServeSettings, run
 
     settings = ServeSettings(
-        max_batch=max_batch, max_request_bytes=max_request_bytes, batch_wait_ms=batch_wait_ms,
+        max_batch=max_batch, max_request_bytes=max_request_bytes, max_dialogue_chars=max_dialogue_chars, batch_wait_ms=batch_wait_ms,
         score=ScoreConfig(threads=threads, rank_by=rank_by, dtype=dtype),  # type: ignore[arg-type]
     )
     run(model_dir, settings, host=host, port=port, workers=workers)
@@ -452,6 +510,8 @@ def bench(
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
+    threads: ThreadsOption = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Run the paper's experiments as suites; write JSON, markdown and figures per suite."""
     import sys
@@ -459,10 +519,12 @@ def bench(
     from leadrank.data.io import read_table
     from leadrank.experiments import PAPER_SUITES, BenchConfig
 
+    set_threads(threads)
+    refuse_overwriting([out], [data, features, funnel, config])
     feature_spec, funnel_spec = read_specs(features, funnel)
     names = tuple(dict.fromkeys(name for item in suite or ["regime"] for name in (PAPER_SUITES if item == "all" else (item,))))
     config_ = BenchConfig(
-        suites=names, out=out, seeds=_parse_seeds(seeds), data=read_table(data) if data else None, data_name=str(data or ""),
+        suites=names, out=out, seeds=_parse_seeds(seeds), data=read_table(data, encoding=encoding) if data else None, data_name=str(data or ""),
         features=feature_spec, funnel=funnel_spec, n=n, synth_preset=synth_preset, train_sizes=_parse_seeds(train_sizes, "--train-sizes"),
         preset=preset, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
     )
@@ -473,7 +535,7 @@ def _parse_seeds(text: str, option: str = "--seeds") -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ValueError(f"{option} must be comma-separated integers like 0,1,2; got {text!r}.") from None
+        raise ConfigurationError(f"{option} must be comma-separated integers like 0,1,2; got {text!r}.") from None
 
 
 def _run_and_show(config) -> list[Path]:
@@ -506,6 +568,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny', or a local Hugging Face model folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides cpu-quick.")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """The main job, end to end: simulate -> validate -> baselines -> asLLR (cpu-quick) without and with HPRO -> report."""
     import sys
@@ -515,7 +578,9 @@ def demo(
     from leadrank.data.synth import SynthConfig, simulate
     from leadrank.experiments import BenchConfig
     from leadrank.report import write_report
+    from leadrank.training import RunConfig
 
+    set_threads(threads)
     started = time.perf_counter()
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
     data_path = write_table(simulate(SynthConfig.preset("default", n=n, seed=seed)), out / "leads.parquet")
@@ -523,13 +588,14 @@ def demo(
     table = read_table(data_path)
     validate_table(table, features, funnel)
     console.print("[2/4] Validated against the data contract")
-    console.print("[3/4] Baselines and asLLR (frozen SmolLM2-135M reads each lead once, then the heads train)")
+    recipe = RunConfig.resolve("cpu-quick", config, model={"backbone": backbone} if backbone else {}).model
+    console.print(f"[3/4] Baselines and asLLR ({recipe.mode} {recipe.backbone} reads each lead once, then the heads train)")
     bench_config = BenchConfig(
         suites=("demo",), out=out, seeds=(seed,), data=table, data_name=f"{data_path} (simulated, 1.4 % positives, seed {seed})",
         features=features, funnel=funnel, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
     )
     folders = _run_and_show(bench_config)
-    report = write_report(folders, out / "report.html")
+    report = write_report(folders, out / "report.html", title=f"leadrank demo: {n:,} simulated leads (1.4 % positives), seed {seed}")
     console.print(f"[4/4] Report: {report}; done in {(time.perf_counter() - started) / 60:.1f} min.")
 
 

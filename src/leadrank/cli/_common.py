@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import importlib.metadata
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import click
 import typer
+import yaml
 from rich.console import Console
+from safetensors import SafetensorError
 
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.schema import LeadDataError
+from leadrank.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE, ConfigurationError, DataContractError, LeadrankError
 
 app = typer.Typer(
-    help="Rank sales leads with an LLM that reads CRM fields and conversations.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -37,27 +43,117 @@ FunnelOption = Annotated[
 
 
 def handle_errors(command: F) -> F:
-    """Map domain errors to exit codes and readable messages, without tracebacks."""
+    """Turn every failure into a short message and the exit code of its kind (see :mod:`leadrank.errors`).
+
+    Nothing reaches the user as a traceback unless ``--debug`` (or ``LEADRANK_DEBUG=1``) asks for it.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return command(*args, **kwargs)
-        except LeadDataError as exc:
-            err_console.print(f"[bold red]Invalid lead table[/]\n{exc}", highlight=False)
-            raise typer.Exit(code=2) from None
-        except (ValueError, FileNotFoundError, KeyError) as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
-            raise typer.Exit(code=1) from None
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.")
+            raise typer.Exit(code=130) from None
+        except Exception as exc:  # the CLI's one error boundary
+            if debugging():
+                raise
+            title, code = describe_failure(exc)
+            err_console.print(f"[bold red]{title}[/]\n{exc}" if isinstance(exc, LeadDataError) else f"[bold red]{title}:[/] {_message(exc)}", highlight=False)
+            for note in getattr(exc, "__notes__", ()):
+                err_console.print(note, highlight=False)
+            raise typer.Exit(code=code) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+def debugging() -> bool:
+    """Whether failures show their traceback (``leadrank --debug`` or ``LEADRANK_DEBUG=1``)."""
+    return _debug.on or os.environ.get("LEADRANK_DEBUG", "") not in ("", "0")
+
+
+class _Debug:
+    on = False
+
+
+_debug = _Debug()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"leadrank {importlib.metadata.version('leadrank')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of a failure.")] = False,
+) -> None:
+    """Rank sales leads with an LLM that reads CRM fields and conversations.
+
+    Exit codes: 0 done; 1 a file, folder, model or environment problem (or an unexpected error);
+    2 a usage error (a bad flag, option value or config setting); 3 input data that break the
+    data contract (a table, spec, rule). The message says what to do.
+    """
+    _debug.on = debug
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int]:
+    """A failure's title and exit code: leadrank's own errors by kind, the usual outside ones mapped."""
+    if isinstance(exc, LeadDataError):
+        return "Invalid lead table", EXIT_DATA
+    if isinstance(exc, LeadrankError):
+        return "Error", exc.exit_code
+    if isinstance(exc, UnicodeDecodeError):
+        return "Not UTF-8 text (pass --encoding, e.g. --encoding latin-1, where the verb reads a table)", EXIT_DATA
+    if isinstance(exc, RecursionError):
+        return "Nested too deeply (e.g. a funnel rule with thousands of nested 'not'); simplify it", EXIT_DATA
+    if isinstance(exc, yaml.YAMLError):
+        return "Not valid YAML", EXIT_USAGE
+    if isinstance(exc, SafetensorError):
+        return "A weights file is broken or not a safetensors file", EXIT_ENVIRONMENT
+    if isinstance(exc, OSError):
+        return "File or folder problem", EXIT_ENVIRONMENT
+    if isinstance(exc, (ValueError, KeyError)):
+        return "Error", EXIT_ENVIRONMENT
+    return f"Unexpected error ({type(exc).__name__}); rerun with --debug for the traceback and please report it", EXIT_ENVIRONMENT
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in str(exc):
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
 def read_specs(features: Path | None, funnel: Path | None) -> tuple[FeatureSpec, FunnelSpec]:
+    """The specs named by --features and --funnel, the shipped ones where a flag is left out."""
     return (
         FeatureSpec.from_yaml(features) if features else FeatureSpec.nev_default(),
         FunnelSpec.from_yaml(funnel) if funnel else FunnelSpec.paper_default(),
     )
+
+
+def specs_used(features: Path | None, funnel: Path | None) -> str:
+    """Which specs a table is checked against, in words (the shipped ones say so)."""
+    return (
+        f"FeatureSpec {features or 'shipped NEV spec (pass --features for your own)'}; "
+        f"FunnelSpec {funnel or 'shipped paper funnel (pass --funnel for your own)'}"
+    )
+
+
+@contextlib.contextmanager
+def noting_specs(features: Path | None, funnel: Path | None) -> Iterator[None]:
+    """A data-contract error raised inside says which specs the table was checked against."""
+    try:
+        yield
+    except DataContractError as exc:
+        exc.add_note(f"Checked against: {specs_used(features, funnel)}.")
+        raise
 
 
 DtypeOption = Annotated[
@@ -68,6 +164,36 @@ DtypeOption = Annotated[
         "'fp32' or 'bf16'. Forced bf16 on a CPU without them runs ~4x slower than fp32.",
     ),
 ]
+EncodingOption = Annotated[
+    str, typer.Option("--encoding", help="Text encoding of a CSV or JSONL input, e.g. latin-1 or cp1252 (Parquet and DuckDB carry their own).")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads for the model (with other jobs running, 1 can beat 2). Default: torch's.")
+]
 RankByOption = Annotated[
     str | None, typer.Option("--rank-by", help="'pair' (HPRO head), 'point' (probability head) or 'blend'; default: the model's choice.")
 ]
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch from here on (None: leave torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def refuse_overwriting(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]) -> None:
+    """Refuse, before any work, an output that is an input or a folder that holds one (writing it would lose the input)."""
+    from leadrank.data.io import refuse_overwriting_inputs
+
+    outs, ins = [o for o in outputs if o is not None], [i for i in inputs if i is not None]
+    refuse_overwriting_inputs(outs, ins)
+    for out in outs:
+        folder = Path(str(out).partition("::")[0]).resolve()
+        for source in ins:
+            inside = Path(str(source).partition("::")[0]).resolve()
+            if folder != inside and folder in inside.parents and folder.is_dir():
+                raise ConfigurationError(
+                    f"the output folder {out} holds the input {source}: writing the folder would replace it; choose another --out"
+                )

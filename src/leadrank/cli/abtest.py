@@ -7,15 +7,19 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from leadrank.cli._common import handle_errors, app, console
+from leadrank.cli._common import EncodingOption, app, console, handle_errors, refuse_overwriting
 
 abtest_app = typer.Typer(
     help="A/B test the call list on the sales floor: sales specialists, not leads, are randomised.",
     no_args_is_help=True,
 )
 app.add_typer(abtest_app, name="abtest")
+
+#: Table cells wrap onto more lines on a narrow terminal (a long word folds) instead of being cut to "…".
+_WRAP = {"overflow": "fold", "no_wrap": False}
 
 
 @abtest_app.command("plan")
@@ -32,12 +36,14 @@ def abtest_plan(
         float | None, typer.Option(help="Leads one specialist handles per day. Default: followups_30d / 30, averaged over specialists.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed and table give the same assignment.")] = 0,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Assign specialists to arms, stratified by tier and balanced on recent lock-ins, then follow-ups; size the test."""
-    from leadrank.abtest import plan
+    from leadrank.abtest import WELCH_TEST, plan
     from leadrank.data.io import read_table, write_table
 
-    result = plan(read_table(specialists), arms=arms, days=days, leads_per_day=leads_per_day, seed=seed)
+    refuse_overwriting([out], [specialists])
+    result = plan(read_table(specialists, encoding=encoding), arms=arms, days=days, leads_per_day=leads_per_day, seed=seed)
     path = write_table(result.assignment, out)
     if result.tiers_derived:
         console.print("No 'tier' column: the tiers are quartiles of 30-day conversion (lockins_30d / followups_30d), q1 lowest.")
@@ -49,10 +55,10 @@ def abtest_plan(
         f"Minimum detectable effect over {power.days} days (about {power.leads_per_specialist:,.0f} leads per specialist, "
         f"{power.specialists_control} control vs {power.specialists_treatment} treatment specialists, baseline conversion "
         f"{power.baseline_rate:.2%}): {power.mde_absolute:.2%} points, {power.mde_relative:+.0%} relative "
-        f"(two-sided Welch t-test on specialist conversion rates, alpha {power.alpha:g}, power {power.power:.0%}; "
+        f"({WELCH_TEST}, alpha {power.alpha:g}, power {power.power:.0%}; "
         f"clustering by specialist: ICC {power.icc:.3f}, design effect {power.design_effect:.2f})."
     )
-    console.print(f"Wrote the assignment of {len(assignment):,} specialists to {path}.")
+    console.print(f"Wrote the assignment of {len(assignment):,} specialists to {path}.", markup=False)
 
 
 @abtest_app.command("analyze")
@@ -66,21 +72,23 @@ def abtest_analyze(
     ] = None,
     out_figure: Annotated[Path | None, typer.Option("--out-figure", help="Write a PNG of cumulative conversion per arm over time.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Conversion per arm, relative uplift vs control with a bootstrap CI, and Welch's t-test on specialist conversion rates."""
-    from leadrank.abtest import BOOTSTRAP_SAMPLES, CONFIDENCE, analyze, plot_cumulative
+    from leadrank.abtest import BOOTSTRAP_SAMPLES, CONFIDENCE, WELCH_TEST, analyze, plot_cumulative
     from leadrank.data.io import read_table
 
-    result = analyze(read_table(outcomes), read_table(assignment) if assignment else None, seed=seed)
+    refuse_overwriting([out_figure], [outcomes, assignment])
+    result = analyze(read_table(outcomes, encoding=encoding), read_table(assignment, encoding=encoding) if assignment else None, seed=seed)
     table = Table(title="A/B test outcome (control first)")
     ci = f"{CONFIDENCE:.0%} CI"
     headers = ("arm", "specialists", "leads", "conversions", "conversion", "uplift", ci, "difference (points)", ci, "Welch p")
     for header in headers:
-        table.add_column(header, justify="left" if header == "arm" else "right")
+        table.add_column(header, justify="left" if header == "arm" else "right", **_WRAP)
     for row in result.summary.itertuples(index=False):
         compared = not pd.isna(row.uplift)
         table.add_row(
-            row.arm, f"{row.specialists:,}", f"{row.leads:,}", f"{row.conversions:,}", f"{row.conversion_rate:.2%}",
+            escape(row.arm), f"{row.specialists:,}", f"{row.leads:,}", f"{row.conversions:,}", f"{row.conversion_rate:.2%}",
             f"{row.uplift:+.1%}" if compared else "",
             _interval(row.uplift_low, row.uplift_high, "{:+.1%}") if compared else "",
             f"{row.difference * 100:+.2f}" if compared else "",
@@ -90,13 +98,13 @@ def abtest_analyze(
     console.print(table)
     for row in result.summary.itertuples(index=False):
         if row.note:
-            console.print(f"[yellow]{row.arm}:[/] {row.note}")
+            console.print(f"[yellow]{escape(row.arm)}:[/] {escape(row.note)}")
     console.print(
-        "Specialists are the unit: the t-test compares per-specialist conversion rates (two-sided, unequal variances); "
+        f"Specialists are the unit: {WELCH_TEST} (unequal variances); "
         f"the CI resamples specialists within each arm (BCa, {BOOTSTRAP_SAMPLES:,} resamples, seed {seed})."
     )
     if out_figure is not None:
-        console.print(f"Wrote {plot_cumulative(result, out_figure)}.")
+        console.print(f"Wrote {plot_cumulative(result, out_figure)}.", markup=False)
 
 
 def _interval(low: float, high: float, form: str) -> str:
@@ -128,19 +136,21 @@ def abtest_simulate(
     ]
     console.print(
         f"Simulated {specialists:,} specialists and {len(outcomes):,} leads over {days} days, true uplift {uplift:+.0%}: "
-        + ", ".join(map(str, paths))
+        + ", ".join(map(str, paths)),
+        markup=False,
     )
     console.print(
         f"Try: leadrank abtest plan {paths[0]} --out {out_dir / 'my_assignment.csv'} --days {days} --seed {seed}\n"
-        f"     leadrank abtest analyze {paths[2]} --assignment {paths[1]} --out-figure {out_dir / 'cumulative.png'}"
+        f"     leadrank abtest analyze {paths[2]} --assignment {paths[1]} --out-figure {out_dir / 'cumulative.png'}",
+        markup=False,
     )
 
 
 def _print_frame(frame: pd.DataFrame, title: str, number_format: str) -> None:
     table = Table(title=title)
-    table.add_column(str(frame.index.name or ""))
+    table.add_column(escape(str(frame.index.name or "")), **_WRAP)
     for column in frame.columns:
-        table.add_column(str(column), justify="right")
+        table.add_column(escape(str(column)), justify="right", **_WRAP)
     for label, row in frame.iterrows():
-        table.add_row(str(label), *(number_format.format(value) for value in row))
+        table.add_row(escape(str(label)), *(number_format.format(value) for value in row))
     console.print(table)

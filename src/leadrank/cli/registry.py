@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from leadrank.cli._common import DtypeOption, FeaturesOption, FunnelOption, handle_errors, read_specs, app, console
+from leadrank.cli._common import DtypeOption, EncodingOption, FeaturesOption, FunnelOption, ThreadsOption, app, console, handle_errors, noting_specs, read_specs, refuse_overwriting
 
 @app.command()
 @handle_errors
@@ -30,6 +30,8 @@ def retrain(
         str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
     ] = None,
     dtype: DtypeOption = "auto",
+    threads: ThreadsOption = None,
+    encoding: EncodingOption = "utf-8",
 ) -> None:
     """Train a candidate on the newest data; publish it only if it ranks the newest leads about as well as the current model."""
     from leadrank.data.io import read_table
@@ -38,10 +40,11 @@ def retrain(
 
     feature_spec, funnel_spec = read_specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
-    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "dtype": dtype}.items() if v is not None}
+    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "dtype": dtype, "threads": threads}.items() if v is not None}
     run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
-    table = read_table(data)
-    with console.status("Training the candidate..."):
+    refuse_overwriting([registry], [data, features, funnel, config])
+    table = read_table(data, encoding=encoding)
+    with noting_specs(features, funnel):
         outcome = retrain_registry(
             registry, table, feature_spec, funnel_spec, run,
             window_days=window_days, holdout=holdout, tolerance=tolerance, segment_column=segment_column,

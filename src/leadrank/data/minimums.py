@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leadrank.data.schema import label_values
+from leadrank.errors import DataContractError
+
 __all__ = ["TooFewLeadsError", "check_minimums"]
 
 _FIX = (
@@ -17,7 +20,7 @@ _FIX = (
 )
 
 
-class TooFewLeadsError(ValueError):
+class TooFewLeadsError(DataContractError):
     """The table holds fewer positives or negatives than training needs; the message says which."""
 
 
@@ -58,7 +61,7 @@ def check_minimums(
         }
     shortfalls = []
     for name, labels in groups.items():
-        positives = int((labels.astype(int) == 1).sum())
+        positives = int((label_values(labels) == 1).sum())
         negatives = len(labels) - positives
         if positives < min_positives or negatives < min_negatives:
             shortfalls.append(

@@ -10,6 +10,7 @@ import pandas as pd
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.metrics import ranking_report
+from leadrank.data.schema import label_values
 
 ORACLE_COLUMN = "_true_propensity"
 
@@ -39,13 +40,13 @@ def profile_table(
     test_fraction: float = 0.3,
 ) -> TableProfile:
     """Summarise a validated, labelled table; the oracle needs a ``_true_propensity`` column."""
-    labels = table[funnel.label_column].astype(int)
+    labels = label_values(table[funnel.label_column])
     stages = table[funnel.stage_column].value_counts()
     split = time_split(table, test_fraction)
     oracle = None
     if ORACLE_COLUMN in table.columns:
         test = split.test
-        oracle = ranking_report(test[funnel.label_column].astype(int), test[ORACLE_COLUMN], test[ORACLE_COLUMN])
+        oracle = ranking_report(label_values(test[funnel.label_column]), test[ORACLE_COLUMN], test[ORACLE_COLUMN])
     return TableProfile(
         rows=len(table),
         positives=int(labels.sum()),
@@ -53,7 +54,7 @@ def profile_table(
         dialogue_tokens=_dialogue_tokens(table, features, tokenizer),
         cutoff=split.cutoff,
         test_rows=len(split.test),
-        test_positives=int(split.test[funnel.label_column].astype(int).sum()),
+        test_positives=int(label_values(split.test[funnel.label_column]).sum()),
         oracle=oracle,
     )
 

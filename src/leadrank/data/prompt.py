@@ -59,6 +59,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadrank.config import Feature, FeatureSpec
+from leadrank.errors import ConfigurationError, DataContractError
 
 __all__ = [
     "MissingColumnError",
@@ -84,12 +85,20 @@ _WHITESPACE = re.compile(r"\s+")
 _BATCH = 512
 #: Characters of the newest turns first measured per token of budget; grown 4x while too few.
 _CHARS_PER_TOKEN = 8
+#: A generous upper bound on the characters one token stands for (English text averages about 4).
+#: With a budget of B tokens, a turn longer than ``_MAX_CHARS_PER_TOKEN * (B + 1)`` characters
+#: cannot fit, so only its end is kept for truncation: the cost follows the budget, not the turn.
+_MAX_CHARS_PER_TOKEN = 64
+#: Put in front of the end kept of such a turn, so that the cut shows even where a tokenizer
+#: packs more characters into a token than the bound assumes.
+_TURN_CUT = "[... start of the turn omitted] "
 
 
-class MissingColumnError(ValueError, KeyError):
+class MissingColumnError(DataContractError, KeyError):
     """A column the FeatureSpec needs is not in the lead row/table.
 
-    Subclasses both ``ValueError`` and ``KeyError`` so either ``except`` catches it.
+    A :class:`~leadrank.errors.DataContractError` (so a ``ValueError``) and a ``KeyError``,
+    so either ``except`` catches it.
     """
 
     __str__ = ValueError.__str__  # KeyError would quote the whole message
@@ -215,7 +224,7 @@ def _to_number(value: Any, feature: Feature) -> Any:
     try:
         return float(str(value).strip().replace(",", ""))
     except ValueError:
-        raise ValueError(
+        raise DataContractError(
             f"feature {feature.name!r} is numeric but got {value!r}; store a number "
             f"(or leave it empty for unknown), or declare the feature kind 'categorical'"
         ) from None
@@ -228,7 +237,7 @@ def _to_bool(value: Any, feature: Feature) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
         return value.strip().lower() in _TRUE_WORDS
-    raise ValueError(
+    raise DataContractError(
         f"feature {feature.name!r} is bool but got {value!r}; expected True/False, 1/0 or yes/no "
         f"(or an empty value for unknown)"
     )
@@ -254,9 +263,9 @@ def format_value(value: Any, feature: Feature) -> str:
 
     Raises
     ------
-    ValueError
-        A numeric feature holds text that is not a number, or a bool feature holds
-        something other than True/False, 1/0, yes/no.
+    DataContractError
+        (a ``ValueError``) A numeric feature holds text that is not a number, or a bool
+        feature holds something other than True/False, 1/0, yes/no.
 
     Examples
     --------
@@ -324,7 +333,7 @@ def _dialogue_text(row: Mapping[str, Any], spec: FeatureSpec) -> str:
     if _is_missing(value):
         return ""
     if not isinstance(value, str):
-        raise ValueError(
+        raise DataContractError(
             f"dialogue column {spec.dialogue_column!r} must hold text; got {type(value).__name__} {value!r}. "
             f"Store transcripts as strings (empty for none)."
         )
@@ -362,9 +371,9 @@ def _measure(tokenizer: Any, texts: list[str]) -> list[tuple[int, list[int] | No
 
 def _check_budget(tokenizer: Any, max_tokens: Any, name: str) -> None:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 0:
-        raise ValueError(f"{name} must be a whole number of tokens >= 0 (or None for no limit); got {max_tokens!r}")
+        raise ConfigurationError(f"{name} must be a whole number of tokens >= 0 (or None for no limit); got {max_tokens!r}")
     if tokenizer is None:
-        raise ValueError(
+        raise ConfigurationError(
             f"{name}={max_tokens} needs a tokenizer to count tokens; pass the backbone's tokenizer "
             f"(e.g. tokenizer=AutoTokenizer.from_pretrained(model_dir)) or set {name}=None for no truncation"
         )
@@ -390,6 +399,15 @@ def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
     more is cut until it fits: it never has more than ``max_tokens`` tokens. Typically
     two or three tokenizer calls per dialogue.
 
+    One long turn is bounded too: a turn longer than ``64 * (max_tokens + 1)`` characters
+    (:data:`_MAX_CHARS_PER_TOKEN`, a generous most-characters-per-token) cannot fit the budget,
+    so only that many of its last characters are kept before tokenizing, behind
+    ``"[... start of the turn omitted] "``. Truncation keeps at most the newest tokens of such
+    a turn (or drops it whole when it is not the newest), so the result is unchanged, and the
+    characters tokenized follow the budget, not the length of a turn or of the dialogue.
+    (A tokenizer packing more characters into its tokens may fit the kept end whole: the
+    words in front of it still show the cut.)
+
     The result is the same as if the whole dialogue had been tokenized, provided the text
     before a line break never changes how the lines after it are tokenized. That holds for
     byte-level BPE tokenizers (GPT-2, SmolLM2, Llama 3, Qwen2) and word-level ones, whose
@@ -407,14 +425,14 @@ def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
 
     Raises
     ------
-    ValueError
-        ``tokenizer`` is None, or ``max_tokens`` is negative or not an integer.
+    ConfigurationError
+        (a ``ValueError``) ``tokenizer`` is None, or ``max_tokens`` is negative or not an integer.
     """
     _check_budget(tokenizer, max_tokens, "max_tokens")
     turns = split_turns(dialogue)
     if max_tokens == 0 or not turns:
         return ""
-    return _fit(turns, tokenizer, max_tokens, _CHARS_PER_TOKEN * (max_tokens + 1))
+    return _fit(_cap_turns(turns, max_tokens), tokenizer, max_tokens, _CHARS_PER_TOKEN * (max_tokens + 1))
 
 
 # Why the newest turns can stand in for the whole dialogue: ``_cut`` asks ``tokens_from(i)``
@@ -424,8 +442,18 @@ def truncate_dialogue(dialogue: str, tokenizer: Any, max_tokens: int) -> str:
 # never asks about (nor keeps) a turn older than ``first``: those need no tokenizing.
 
 
+def _cap_turns(turns: list[str], max_tokens: int) -> list[str]:
+    """Each turn over ``_MAX_CHARS_PER_TOKEN * (max_tokens + 1)`` characters cut to its end.
+
+    A cut turn is at most that long: :data:`_TURN_CUT`, then the turn's last characters.
+    """
+    limit = _MAX_CHARS_PER_TOKEN * (max_tokens + 1)
+    kept = limit - len(_TURN_CUT)
+    return [turn if len(turn) <= limit else _TURN_CUT + turn[-kept:].lstrip() for turn in turns]
+
+
 def _fit(turns: list[str], tokenizer: Any, max_tokens: int, chars: int) -> str:
-    """:func:`truncate_dialogue` of split turns; measures the newest ``chars`` characters first."""
+    """:func:`truncate_dialogue` of split, capped turns; measures the newest ``chars`` characters first."""
     while True:
         first = _first_measured(turns, chars)
         [(count, starts)] = _measure(tokenizer, [_measured_text(turns, first)])
@@ -613,9 +641,11 @@ def build_prompt(
     ------
     MissingColumnError
         A column named by ``spec`` is missing from ``row``.
-    ValueError
-        A value does not fit its feature kind, or ``max_dialogue_tokens`` is set without
-        a tokenizer.
+    DataContractError
+        (a ``ValueError``) A value does not fit its feature kind, or the dialogue is not text.
+    ConfigurationError
+        (a ``ValueError``) ``max_dialogue_tokens`` is set without a tokenizer, or is not a
+        whole number >= 0.
     """
     if max_dialogue_tokens is not None:
         _check_budget(tokenizer, max_dialogue_tokens, "max_dialogue_tokens")
@@ -684,11 +714,11 @@ def _fit_dialogues(dialogues: Sequence[str], tokenizer: Any, max_tokens: int | N
     A dialogue this process already cut with the same tokenizer and budget is not measured
     again (:data:`_CUTS`): training, validation and scoring of one table cut each dialogue once.
     """
-    joined = ["\n".join(split_turns(d)) for d in dialogues]
     if max_tokens is None:
-        return joined
+        return ["\n".join(split_turns(d)) for d in dialogues]
     if max_tokens == 0:
-        return [""] * len(joined)
+        return [""] * len(dialogues)
+    joined = ["\n".join(_cap_turns(split_turns(d), max_tokens)) for d in dialogues]
     out = list(joined)
     chars = _CHARS_PER_TOKEN * (max_tokens + 1)
     memo = _CUTS.get(_fingerprint(tokenizer), max_tokens)

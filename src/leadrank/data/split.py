@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from leadrank.config import ID_COLUMN, TIME_COLUMN
+from leadrank.data.schema import parse_as_of
+from leadrank.errors import DataContractError
 
 __all__ = ["TimeSplit", "check_no_leakage", "time_split", "validation_slice"]
 
@@ -140,28 +142,20 @@ def _split(table: pd.DataFrame, fraction: float, time_column: str, *, fraction_n
 
 
 def _parse_times(table: pd.DataFrame, time_column: str) -> pd.Series:
-    """``table[time_column]`` as datetimes; raise naming the rows that are not times."""
+    """``table[time_column]`` read by the contract's rule (:func:`~leadrank.data.schema.parse_as_of`); raise naming the rows that are not times."""
     if time_column not in table.columns:
-        raise ValueError(f"no {time_column!r} column to split on; the table has columns {list(table.columns)}")
+        raise DataContractError(f"no {time_column!r} column to split on; the table has columns {list(table.columns)}")
     column = table[time_column]
-    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype):
-        times = column
-    elif pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
-        try:
-            times = pd.to_datetime(column, format="ISO8601", errors="coerce")
-        except (ValueError, TypeError) as exc:
-            raise ValueError(
-                f"{time_column!r} could not be read as one kind of time ({exc}); "
-                f"write every {time_column} in one time zone, e.g. all UTC ('2024-03-01T09:30:00Z')"
-            ) from None
-    else:
-        raise ValueError(
+    is_time = isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype)
+    if not (is_time or pd.api.types.is_string_dtype(column.dtype) or column.dtype == object):
+        raise DataContractError(
             f"{time_column!r} must hold timestamps or ISO 8601 text such as '2024-03-01T09:30:00'; "
             f"got dtype {column.dtype}. Convert it with pd.to_datetime first."
         )
+    times = parse_as_of(column)
     bad = times.isna().to_numpy()
     if bad.any():
-        raise ValueError(
+        raise DataContractError(
             f"{int(bad.sum())} row(s) have no valid {time_column} (missing or not a time): "
             f"{_describe_rows(table, bad, time_column)}. Fix or drop these rows; "
             f"{time_column} should be ISO 8601 text such as '2024-03-01T09:30:00'."

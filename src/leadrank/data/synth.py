@@ -32,6 +32,7 @@ from scipy.optimize import brentq
 from scipy.special import expit
 
 from leadrank.data import phrases as P
+from leadrank.errors import ConfigurationError
 
 SOURCES = np.array(["app", "web", "store_walk_in", "referral", "auto_show", "ads"])
 CITY_TIERS = np.array(["tier1", "tier2", "tier3", "tier4"])
@@ -65,7 +66,7 @@ class SynthConfig:
         """``default``: 1.4 % positives as in the paper; ``dense``: 10 % for quick demos."""
         rates = {"default": 0.014, "dense": 0.10}
         if name not in rates:
-            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(rates)}.")
+            raise ConfigurationError(f"Unknown preset {name!r}; choose one of {sorted(rates)}.")
         return replace(cls(positive_rate=rates[name]), **overrides)  # type: ignore[arg-type]
 
 

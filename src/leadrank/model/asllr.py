@@ -48,7 +48,11 @@ class ModelConfig(BaseModel):
     prompt: PromptTemplate = Field(default_factory=PromptTemplate, description="The prompt's instruction, question and answer words.")
     # reading the lead
     pooling: Literal["last", "mean"] = Field(default="last", description="'last': last token (the paper); 'mean': mean over tokens.")
-    pool_layer: int = Field(default=-1, description="Hidden-state layer the heads read (0 = embeddings, -1 = final).")
+    pool_layer: int | Literal["middle"] = Field(
+        default=-1,
+        description="Hidden-state layer the heads read: 0 = embeddings, -1 = final, 'middle' = half the backbone's depth "
+        "(rounded down: 15 of SmolLM2's 30, 1 of the tiny test model's 2), so one preset fits every backbone.",
+    )
     max_dialogue_tokens: int = Field(default=256, ge=0, description="Dialogue token budget; the newest turns are kept.")
     # LoRA
     lora_r: int = Field(default=16, ge=1)
@@ -142,13 +146,15 @@ class ASLLR(nn.Module):
         self.config = config
         self.answer_ids = answer_ids
         width = causal_lm.config.hidden_size
-        self.reads_inner_layer = _check_pool_layer(config, causal_lm.config.num_hidden_layers)
+        depth = causal_lm.config.num_hidden_layers
+        self.pool_layer = resolve_pool_layer(config, depth)
+        self.reads_inner_layer = self.pool_layer != depth
         if config.mode == "lora":
             self.lm: nn.Module = get_peft_model(causal_lm, _lora_config(causal_lm, config))
         else:
             causal_lm.requires_grad_(False)
             if self.reads_inner_layer:
-                _truncate(causal_lm, config.pool_layer % (causal_lm.config.num_hidden_layers + 1))
+                _truncate(causal_lm, self.pool_layer)
             self.lm = causal_lm
         if config.side_input != (side_width > 0):
             raise ValueError(f"side_input={config.side_input} in the ModelConfig but side_width={side_width}; pass the side encoder's width.")
@@ -226,14 +232,16 @@ def _last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     return states[torch.arange(states.shape[0], device=states.device), last]
 
 
-def _check_pool_layer(config: ModelConfig, depth: int) -> bool:
-    """Whether ``pool_layer`` names an inner layer; refuse layers the backbone does not have."""
+def resolve_pool_layer(config: ModelConfig, depth: int) -> int:
+    """``pool_layer`` as a layer number in ``0..depth``; refuse layers the backbone does not have."""
+    if config.pool_layer == "middle":
+        return depth // 2
     if not -(depth + 1) <= config.pool_layer <= depth:
         raise ValueError(
             f"pool_layer={config.pool_layer} but this backbone has {depth} layers: use 0..{depth} "
-            f"(0 = embeddings) or a negative index (-1 = final)."
+            f"(0 = embeddings), a negative index (-1 = final) or 'middle' (the model: section of a --config YAML)."
         )
-    return config.pool_layer % (depth + 1) != depth
+    return config.pool_layer % (depth + 1)
 
 
 def _truncate(causal_lm: PreTrainedModel, layer: int) -> None:

