@@ -1,0 +1,141 @@
+"""The Python API: train, score, save and load a lead ranker from a notebook.
+
+>>> import leadrank
+>>> model = leadrank.train(leads)                     # doctest: +SKIP  (cpu-quick: frozen SmolLM2, minutes)
+>>> model.score(new_leads).head()                     # doctest: +SKIP  lead_id, probability, rank_score
+>>> model.save("model"); leadrank.load("model")       # doctest: +SKIP
+
+:class:`LeadRanker` wraps the same calls as a scikit-learn estimator. The command line's
+``train`` and ``score`` verbs run the same library functions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from leadrank import artifact as artifacts
+from leadrank.artifact import Artifact
+from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.inference import ScoreConfig, Scorer
+from leadrank.training import RunConfig, train as train_model
+
+__all__ = ["LeadRanker", "Model", "load", "train"]
+
+
+class Model:
+    """A trained leadrank model.
+
+    ``score`` reads leads with a copy of the model prepared for speed (LoRA merged, the
+    backbone cast to the scoring dtype), so the model itself stays as trained and ``save``
+    writes it unchanged at any time.
+    """
+
+    def __init__(self, artifact: Artifact, score_config: ScoreConfig = ScoreConfig()) -> None:
+        self.artifact = artifact
+        self.score_config = score_config
+        self._scorer: Scorer | None = None
+
+    @property
+    def model_version(self) -> str:
+        """The hash of the weights, calibration and settings: what a scores table records."""
+        return self.artifact.model_version
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Validation metrics recorded at training (AUC of each head, calibration)."""
+        return dict(self.artifact.metrics)
+
+    def score(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``lead_id``, ``probability`` (calibrated) and ``rank_score`` per lead, in input order.
+
+        The table is checked against the model's FeatureSpec first (labels are not needed);
+        a table that breaks the contract raises :class:`~leadrank.data.schema.LeadDataError`
+        listing every problem.
+        """
+        if self._scorer is None:
+            self._scorer = Scorer(copy.deepcopy(self.artifact), self.score_config)
+        return self._scorer.score(table)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model folder (atomically); ``leadrank score DIR`` and :func:`load` read it."""
+        return artifacts.save(self.artifact, directory)
+
+
+def train(
+    table: pd.DataFrame,
+    *,
+    features: FeatureSpec | None = None,
+    funnel: FunnelSpec | None = None,
+    preset: str = "cpu-quick",
+    config: str | Path | None = None,
+    model: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> Model:
+    """Train on a labelled lead table and return the model.
+
+    Args:
+        table: Leads with their outcome columns (label, funnel stage, the tiers' rule columns).
+        features: The input columns; default the shipped NEV spec.
+        funnel: Stages and preference tiers; default the paper's funnel.
+        preset: The recipe: ``'cpu-quick'``, ``'cpu-lora'`` or ``'paper'``.
+        config: A YAML file with ``model:`` and ``train:`` sections over the preset.
+        model: ModelConfig fields over both (e.g. ``{"backbone": "/models/Qwen2.5-1.5B"}``).
+        training: TrainConfig fields over both (e.g. ``{"max_steps": 300, "seed": 1}``).
+    """
+    run = RunConfig.resolve(preset, Path(config) if config else None, model=dict(model or {}), train=dict(training or {}))
+    features = features or FeatureSpec.nev_default()
+    funnel = funnel or FunnelSpec.paper_default()
+    result = train_model(table, features, funnel, run.model, run.train)
+    return Model(artifacts.from_training(result, features, funnel, run.model, run.train))
+
+
+def load(directory: str | Path) -> Model:
+    """A model folder written by :meth:`Model.save` or ``leadrank train``, verified file by file."""
+    return Model(artifacts.load(directory))
+
+
+class LeadRanker(ClassifierMixin, BaseEstimator):
+    """scikit-learn estimator around :func:`train`: ``LeadRanker().fit(df).predict_proba(df)``.
+
+    ``fit`` takes the labelled table itself (the outcome columns inside it, as the funnel
+    names them), so ``y`` stays None. ``predict_proba`` gives the calibrated probability,
+    ``decision_function`` the rank score (the order to call leads in).
+    """
+
+    def __init__(
+        self,
+        features: FeatureSpec | None = None,
+        funnel: FunnelSpec | None = None,
+        preset: str = "cpu-quick",
+        model: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.features = features
+        self.funnel = funnel
+        self.preset = preset
+        self.model = model
+        self.training = training
+
+    def fit(self, X: pd.DataFrame, y: None = None) -> LeadRanker:  # noqa: N803 (scikit-learn's names)
+        if y is not None:
+            raise TypeError("LeadRanker.fit reads the outcome columns from the table itself; pass y=None")
+        self.model_ = train(X, features=self.features, funnel=self.funnel, preset=self.preset, model=self.model, training=self.training)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        probability = self.model_.score(X)["probability"].to_numpy()
+        return np.column_stack([1 - probability, probability])
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return self.model_.score(X)["rank_score"].to_numpy()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
