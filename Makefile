@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test test-fast clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 # pytest exits 5 when it collects no test: that is not a failure of the setup.
 test: $(STAMP)
 	$(PY) -m pytest -q || [ $$? -eq 5 ]
+
+# For development: the tests not marked slow (CI runs `make test`, everything).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" || [ $$? -eq 5 ]
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

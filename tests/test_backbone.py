@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,10 +39,8 @@ def _logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 class TestTiny:
-    def test_loads_fast(self) -> None:
-        started = time.perf_counter()
+    def test_loads(self) -> None:
         backbone = load_backbone("tiny")
-        assert time.perf_counter() - started < 2.0
         assert isinstance(backbone, Backbone)
         assert backbone.reference == "tiny"
         assert backbone.model.config.num_hidden_layers == 2
@@ -95,11 +93,13 @@ class TestUnknownReference:
         assert isinstance(info.value, FileNotFoundError)
         assert isinstance(info.value, EnvironmentProblem) and info.value.exit_code == 1
 
-    def test_hub_name_is_not_downloaded(self) -> None:
-        started = time.perf_counter()
+    def test_hub_name_is_not_downloaded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def no_network(*args: object, **kwargs: object) -> None:
+            raise AssertionError("loading a backbone must never open a network connection")
+
+        monkeypatch.setattr(socket.socket, "connect", no_network)
         with pytest.raises(BackboneNotFoundError, match="local model folder"):
             load_backbone("Qwen/Qwen2.5-1.5B")
-        assert time.perf_counter() - started < 2.0  # fails fast, no network attempt
 
     def test_tokenizer_of_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(BackboneNotFoundError, match="No model folder"):
@@ -281,9 +281,7 @@ def test_smollm2_loads_and_reuses_its_cached_conversion(monkeypatch: pytest.Monk
         raise AssertionError("the converted folder should be reused, not rebuilt")
 
     monkeypatch.setattr(bb, "_convert_gguf", no_conversion)
-    started = time.perf_counter()
     second = load_backbone("smollm2-135m")
-    assert time.perf_counter() - started < 5.0
     assert second.checksum == first.checksum
     ids = second.tokenizer(["Will this customer lock in an order? Answer:"], return_tensors="pt")["input_ids"]
     with torch.no_grad():

@@ -10,22 +10,19 @@ import numpy as np
 import pandas as pd
 
 from leadrank.config import FeatureSpec
-
-_TRUE = {"true", "yes", "1"}
-_FALSE = {"false", "no", "0"}
+from leadrank.data.schema import bool_value
+from leadrank.errors import DataContractError
 
 
 def as_bool_float(column: pd.Series) -> np.ndarray:
-    """1.0 / 0.0 for the accepted spellings of a flag (True, 1, 'yes', 'true', ...), NaN when missing."""
+    """1.0 / 0.0 for the contract's spellings of a flag (:func:`~leadrank.data.schema.bool_value`), NaN when missing."""
+
     def convert(value: object) -> float:
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-            return np.nan
-        text = str(value).strip().lower()
-        if text in _TRUE or text == "1.0":
-            return 1.0
-        if text in _FALSE or text == "0.0":
-            return 0.0
-        raise ValueError(f"column {column.name!r}: {value!r} is not a yes/no value; run `leadrank validate` first.")
+        try:
+            flag = bool_value(value)
+        except DataContractError:
+            raise DataContractError(f"column {column.name!r}: {value!r} is not a yes/no value; run `leadrank validate` first.") from None
+        return np.nan if flag is None else float(flag)
 
     return np.array([convert(v) for v in column], dtype=float)
 

@@ -20,10 +20,11 @@ from pandas.api import types as ptypes
 from sklearn.metrics import roc_auc_score
 
 from leadrank.config import RESERVED_COLUMNS, Feature, FeatureSpec, FunnelSpec
+from leadrank.data.schema import FALSE_WORDS, TRUE_WORDS
 from leadrank.errors import ConfigurationError
 
-#: Spellings of a flag, as the numbers they stand for.
-_FLAGS = {"true": 1.0, "yes": 1.0, "1": 1.0, "1.0": 1.0, "false": 0.0, "no": 0.0, "0": 0.0, "0.0": 0.0}
+#: Spellings of a flag (the contract's words, and 1.0 / 0.0 as a number column prints them), as the numbers they stand for.
+_FLAGS = {**dict.fromkeys(TRUE_WORDS | {"1.0"}, 1.0), **dict.fromkeys(FALSE_WORDS | {"0.0"}, 0.0)}
 #: Cells of a number column that mean "not known" (compared stripped and lower-cased).
 _MISSING_WORDS = frozenset({"unknown", "n/a", "", "null", "none", "-"})
 _TEXT_MIN_MEAN_CHARS = 80  # a string column this long on average is a conversation, not a category

@@ -59,6 +59,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadrank.config import Feature, FeatureSpec
+from leadrank.data.schema import FALSE_WORDS, TRUE_WORDS
 from leadrank.errors import ConfigurationError, DataContractError
 
 __all__ = [
@@ -78,8 +79,6 @@ _DIALOGUE_HEADER = "Conversation (oldest first):"
 _NO_DIALOGUE = "Conversation: none recorded."
 _DIALOGUE_OMITTED = "Conversation: omitted (token budget too small)."
 _MISSING = "unknown"
-_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
-_FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
 _WHITESPACE = re.compile(r"\s+")
 #: Rows tokenized per call when build_prompts measures dialogues.
 _BATCH = 512
@@ -235,8 +234,8 @@ def _to_bool(value: Any, feature: Feature) -> bool:
         return bool(value)
     if isinstance(value, numbers.Number) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
-        return value.strip().lower() in _TRUE_WORDS
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
     raise DataContractError(
         f"feature {feature.name!r} is bool but got {value!r}; expected True/False, 1/0 or yes/no "
         f"(or an empty value for unknown)"
