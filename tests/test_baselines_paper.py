@@ -26,7 +26,7 @@ from leadrank.baselines import (
     LogisticBaseline,
 )
 from leadrank.baselines._columns import spec_without
-from leadrank.config import FeatureSpec
+from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import TimeSplit, time_split
 from leadrank.data.synth import SynthConfig, simulate
 
@@ -104,6 +104,21 @@ class TestFunnelRecencyRule:
             FunnelRecencyRule(NEV, stage_column="funnel_stage").fit(split.train)
         with pytest.raises(ValueError, match=r"recency_column='_true_propensity' starts with '_'"):
             FunnelRecencyRule(NEV, recency_column="_true_propensity", recent="larger").fit(split.train)
+
+    def test_the_outcome_columns_of_a_users_own_funnel_are_refused(self, split: TimeSplit) -> None:
+        """A real-estate funnel: its stage column 'deal_stage' and rule column 'viewing_minutes' are outcomes."""
+        funnel = FunnelSpec.model_validate({
+            "stages": ["lost", "enquiry", "viewing", "offer", "signed"], "stage_column": "deal_stage", "label_column": "signed",
+            "tiers": [{"name": "long viewing", "winner": "stage == 'viewing' and viewing_minutes >= 30",
+                       "loser": "stage == 'viewing' and viewing_minutes < 30", "margin": 0.2}],
+        })
+        table = split.train.assign(deal_stage="enquiry", viewing_minutes=10.0)
+        for column in ("deal_stage", "viewing_minutes"):
+            with pytest.raises(ValueError, match=rf"stage_column='{column}' is an outcome \(supervision\) column"):
+                FunnelRecencyRule(NEV, stage_column=column, funnel=funnel).fit(table)
+        with pytest.raises(ValueError, match=r"extra_dense='viewing_minutes' is an outcome"):
+            CTRBaseline(NEV, extra_dense=["viewing_minutes"], funnel=funnel, **QUICK).fit(table)
+        assert CTRBaseline(NEV, funnel=funnel).label_column == "signed"
 
     def test_bad_direction(self, split: TimeSplit) -> None:
         with pytest.raises(ValueError, match=r"recent must be 'smaller' or 'larger'; got 'newer'"):

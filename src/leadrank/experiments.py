@@ -333,7 +333,7 @@ class _Reader:
 
 def _ctr(trial: Trial, model: str, extra: tuple[np.ndarray, np.ndarray] | None = None, suffix: str = "") -> Outcome:
     started = time.perf_counter()
-    ctr = CTRBaseline(trial.features, model, label_column=trial.funnel.label_column, seed=trial.seed)
+    ctr = CTRBaseline(trial.features, model, funnel=trial.funnel, seed=trial.seed)
     ctr.fit(trial.split.train, extra=None if extra is None else extra[0])
     probability = ctr.predict(trial.split.test, extra=None if extra is None else extra[1])
     return Outcome(ctr.name + suffix, probability, probability, time.perf_counter() - started)
@@ -382,9 +382,9 @@ def suite_table1(trial: Trial) -> Iterator[Outcome]:
 def suite_table2(trial: Trial) -> Iterator[Outcome]:
     """The paper's Table 2: funnel rule, funnel + CTR (two-stage, direct), asLLR without and with HPRO."""
     if _has_stage_columns(trial):
-        yield _fitted(trial, FunnelRecencyRule(trial.features, label_column=trial.funnel.label_column))
-        yield _fitted(trial, FunnelTwoStage(trial.features, label_column=trial.funnel.label_column, seed=trial.seed))
-        yield _fitted(trial, FunnelDirect(trial.features, label_column=trial.funnel.label_column, seed=trial.seed))
+        yield _fitted(trial, FunnelRecencyRule(trial.features, funnel=trial.funnel))
+        yield _fitted(trial, FunnelTwoStage(trial.features, funnel=trial.funnel, seed=trial.seed))
+        yield _fitted(trial, FunnelDirect(trial.features, funnel=trial.funnel, seed=trial.seed))
     yield _fitted(trial, LogisticBaseline(trial.features, label_column=trial.funnel.label_column))
     yield _gbdt(trial, use_dialogue=False)
     if trial.has_text:

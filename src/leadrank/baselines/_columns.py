@@ -32,14 +32,10 @@ def require_columns(table: pd.DataFrame, columns: Iterable[str], *, who: str) ->
         )
 
 
-def check_named_input(name: str, *, argument: str, label_column: str) -> None:
-    """Refuse a column named as an input when it is an outcome, an identity or a diagnostic column.
-
-    The outcome columns are ``label_column`` and those of the paper's funnel
-    (``FunnelSpec.paper_default().supervision_columns``).
-    """
-    supervision = {label_column, *FunnelSpec.paper_default().supervision_columns}
-    if name in supervision:
+def check_named_input(name: str, *, argument: str, funnel: FunnelSpec) -> None:
+    """Refuse a column named as an input when it is an outcome (``funnel``'s label, stage or a
+    tier rule's column), an identity or a diagnostic column."""
+    if name in funnel.supervision_columns:
         raise ValueError(
             f"{argument}={name!r} is an outcome (supervision) column, known only after as_of; "
             "a baseline may read only what is known at as_of. Pass the stage or activity reached so far instead."

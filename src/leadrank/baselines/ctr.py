@@ -28,7 +28,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from leadrank.baselines._columns import check_named_input, require_columns
-from leadrank.config import TIME_COLUMN, FeatureSpec
+from leadrank.config import TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.split import validation_slice
 from leadrank.encoding import TabularEncoder
 from leadrank.data.schema import label_values
@@ -184,7 +184,8 @@ class CTRBaseline:
     Args:
         features: The columns to read.
         model: ``'wdl'``, ``'deepfm'``, ``'xdeepfm'``, ``'dcn'``, ``'dcnmix'`` or ``'autoint'``.
-        label_column: The 0/1 outcome column, read by :meth:`fit` only.
+        funnel: The funnel whose label column is the 0/1 outcome (read by :meth:`fit` only) and
+            whose stage and rule columns are refused as ``extra_dense`` inputs (default: the paper's).
         embedding_dim: Embedding size of every sparse feature (paper: 8).
         batch_size: Mini-batch size (paper: 256).
         epochs: Most epochs to train (exactly this many without validation).
@@ -217,7 +218,7 @@ class CTRBaseline:
         features: FeatureSpec,
         model: str = "deepfm",
         *,
-        label_column: str = "label",
+        funnel: FunnelSpec | None = None,
         embedding_dim: int = 8,
         batch_size: int = 256,
         epochs: int = 20,
@@ -234,7 +235,7 @@ class CTRBaseline:
     ) -> None:
         self.features = features
         self.model = model
-        self.label_column = label_column
+        self.funnel = funnel
         self.embedding_dim = embedding_dim
         self.batch_size = batch_size
         self.epochs = epochs
@@ -248,6 +249,11 @@ class CTRBaseline:
         self.extra_dense = extra_dense
         self.seed = seed
         self.label = label
+
+    @property
+    def label_column(self) -> str:
+        """The 0/1 outcome column: the funnel's (default: the paper's)."""
+        return (self.funnel or FunnelSpec.paper_default()).label_column
 
     @classmethod
     def tuned(cls, features: FeatureSpec, model: str = "deepfm", **overrides: Any) -> CTRBaseline:
@@ -314,7 +320,7 @@ class CTRBaseline:
         if isinstance(self.extra_dense, str):
             raise ValueError(f"extra_dense must be a list of column names; got the string {self.extra_dense!r}")
         for name in self.extra_dense:
-            check_named_input(name, argument="extra_dense", label_column=self.label_column)
+            check_named_input(name, argument="extra_dense", funnel=self.funnel or FunnelSpec.paper_default())
             if name in spec.names:
                 raise ValueError(f"extra_dense column {name!r} is already a FeatureSpec feature; list it once")
         if spec.dialogue_column and spec.dialogue_column in self.extra_dense:

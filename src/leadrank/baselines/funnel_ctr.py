@@ -18,7 +18,7 @@ from leadrank.baselines._columns import (
     stage_ranks,
 )
 from leadrank.baselines.ctr import CTRBaseline
-from leadrank.config import Feature, FeatureSpec
+from leadrank.config import Feature, FeatureSpec, FunnelSpec
 from leadrank.data.schema import label_values
 
 
@@ -42,7 +42,8 @@ class FunnelTwoStage:
         stage_column: Column with the furthest stage reached so far.
         stage_order: Every value of ``stage_column``, lowest first.
         min_positives: Fewest positives (and negatives) a group needs for its own model.
-        label_column: The 0/1 outcome column, read by :meth:`fit` only.
+        funnel: The funnel whose label column is the 0/1 outcome (read by :meth:`fit` only) and
+            whose stage and rule columns are refused as inputs (default: the paper's).
         seed: Seed of every group's DeepFM.
         ctr_options: Further keyword arguments of :class:`CTRBaseline` (``epochs``, ``lr``, ...).
 
@@ -58,7 +59,7 @@ class FunnelTwoStage:
         stage_column: str = DEFAULT_STAGE_COLUMN,
         stage_order: Sequence[str] = DEFAULT_STAGE_ORDER,
         min_positives: int = 10,
-        label_column: str = "label",
+        funnel: FunnelSpec | None = None,
         seed: int = 0,
         ctr_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -66,9 +67,14 @@ class FunnelTwoStage:
         self.stage_column = stage_column
         self.stage_order = stage_order
         self.min_positives = min_positives
-        self.label_column = label_column
+        self.funnel = funnel
         self.seed = seed
         self.ctr_options = ctr_options
+
+    @property
+    def label_column(self) -> str:
+        """The 0/1 outcome column: the funnel's (default: the paper's)."""
+        return (self.funnel or FunnelSpec.paper_default()).label_column
 
     @property
     def name(self) -> str:
@@ -79,7 +85,7 @@ class FunnelTwoStage:
         if not isinstance(self.min_positives, int | np.integer) or self.min_positives < 1:
             raise ValueError(f"min_positives must be a whole number >= 1; got {self.min_positives!r}")
         options = dict(self.ctr_options or {})
-        for reserved in ("model", "label_column", "seed"):
+        for reserved in ("model", "funnel", "seed"):
             if reserved in options:
                 raise ValueError(f"ctr_options may not set {reserved!r}; it is fixed by FunnelTwoStage (pass it to FunnelTwoStage itself)")
         require_columns(table, [*self.features.names, self.label_column], who=self.name)
@@ -95,7 +101,7 @@ class FunnelTwoStage:
             if positives < self.min_positives or negatives < self.min_positives:
                 self.groups_[int(rank)] = positives / int(rows.sum())
                 continue
-            model = CTRBaseline(inner, "deepfm", label_column=self.label_column, seed=self.seed, **options)
+            model = CTRBaseline(inner, "deepfm", funnel=self.funnel, seed=self.seed, **options)
             self.groups_[int(rank)] = model.fit(table[rows])
         self.stage_order_ = order
         return self
@@ -119,7 +125,7 @@ class FunnelTwoStage:
 
     def _check(self, table: pd.DataFrame) -> tuple[str, ...]:
         order = check_stage_order(self.stage_order)
-        check_named_input(self.stage_column, argument="stage_column", label_column=self.label_column)
+        check_named_input(self.stage_column, argument="stage_column", funnel=self.funnel or FunnelSpec.paper_default())
         require_columns(table, [self.stage_column], who=self.name)
         return order
 
@@ -144,7 +150,7 @@ class FunnelDirect(CTRBaseline):
         return self.label or "Funnel + DeepFM, direct"
 
     def _input_spec(self) -> FeatureSpec:
-        check_named_input(self.stage_column, argument="stage_column", label_column=self.label_column)
+        check_named_input(self.stage_column, argument="stage_column", funnel=self.funnel or FunnelSpec.paper_default())
         if self.stage_column in self.features.names:
             return self.features
         stage = Feature(name=self.stage_column, kind="categorical", description="furthest funnel stage so far")

@@ -16,7 +16,7 @@ from leadrank.baselines._columns import (
     require_columns,
     stage_ranks,
 )
-from leadrank.config import FeatureSpec
+from leadrank.config import FeatureSpec, FunnelSpec
 
 
 class FunnelRecencyRule:
@@ -40,7 +40,8 @@ class FunnelRecencyRule:
         recency_column: Numeric column of the last activity, default ``'days_since_last_contact'``.
         recent: ``'smaller'`` when smaller values are more recent (days since), ``'larger'``
             when larger ones are (a count of recent activity, a timestamp as a number).
-        label_column: The outcome column, refused as an input.
+        funnel: The funnel whose label, stage and rule columns are outcomes, refused as inputs
+            (default: the paper's).
 
     Example:
         >>> table = pd.DataFrame({"stage_at_as_of": ["new", "call", "call", "test_drive"],
@@ -58,14 +59,14 @@ class FunnelRecencyRule:
         stage_order: Sequence[str] = DEFAULT_STAGE_ORDER,
         recency_column: str = "days_since_last_contact",
         recent: Literal["smaller", "larger"] = "smaller",
-        label_column: str = "label",
+        funnel: FunnelSpec | None = None,
     ) -> None:
         self.features = features
         self.stage_column = stage_column
         self.stage_order = stage_order
         self.recency_column = recency_column
         self.recent = recent
-        self.label_column = label_column
+        self.funnel = funnel
 
     @property
     def name(self) -> str:
@@ -95,7 +96,8 @@ class FunnelRecencyRule:
         if self.recent not in ("smaller", "larger"):
             raise ValueError(f"recent must be 'smaller' or 'larger'; got {self.recent!r}")
         order = check_stage_order(self.stage_order)
-        check_named_input(self.stage_column, argument="stage_column", label_column=self.label_column)
-        check_named_input(self.recency_column, argument="recency_column", label_column=self.label_column)
+        outcomes = self.funnel or FunnelSpec.paper_default()
+        check_named_input(self.stage_column, argument="stage_column", funnel=outcomes)
+        check_named_input(self.recency_column, argument="recency_column", funnel=outcomes)
         require_columns(table, [self.stage_column, self.recency_column], who=self.name)
         return order
