@@ -90,7 +90,7 @@ def _train_tiny(folder: Path) -> Path:
     train_config = TrainConfig(batch_size=12, max_steps=4, eval_every=2, warmup_steps=1, min_train_positives=1, min_train_negatives=1)
     print("Training a tiny model...", flush=True)
     result = train(simulate(SynthConfig.preset("dense", n=300, seed=5)), features, funnel, model_config, train_config)
-    return save(from_training(result, features, funnel, model_config, train_config), folder / "model")
+    return save(from_training(result), folder / "model")
 
 
 def _leads(n: int) -> list[dict]:

@@ -52,7 +52,7 @@ def main() -> None:
         started = time.perf_counter()
         run = RunConfig.resolve("cpu-quick", model=model, train={"seed": args.seed})
         result = train(split.train, features, funnel, run.model, run.train)
-        artifact = artifacts.from_training(result, features, funnel, run.model, run.train)
+        artifact = artifacts.from_training(result)
         scores = Scorer(artifact, reading_cache=True).score(split.test)["rank_score"].to_numpy()
         rows.append(score_row(f"{name}, rank by {artifact.rank_by}", labels, scores) | {"minutes": (time.perf_counter() - started) / 60})
         print(f"{rows[-1]['model']}: AUC {rows[-1]['auc']:.4f} ({rows[-1]['minutes']:.1f} min)", flush=True)

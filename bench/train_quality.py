@@ -53,7 +53,7 @@ def zero_shot(test: pd.DataFrame, features: FeatureSpec, max_dialogue_tokens: in
 def asllr_row(name: str, train_part: pd.DataFrame, test: pd.DataFrame, run: RunConfig, features, funnel) -> dict:
     started = time.perf_counter()
     result = train(train_part, features, funnel, run.model, run.train)
-    artifact = artifacts.from_training(result, features, funnel, run.model, run.train)
+    artifact = artifacts.from_training(result)
     scorer = Scorer(artifact)
     point, pair = scorer.raw_scores(test)
     labels = test[funnel.label_column].to_numpy()

@@ -38,7 +38,7 @@ def train_tiny_model(table: pd.DataFrame, folder: Path, features: FeatureSpec | 
         reset_accelerate()
         result = train(table, features, funnel, model_config, train_config)
         reset_accelerate()
-    return save(from_training(result, features, funnel, model_config, train_config), folder / "model")
+    return save(from_training(result), folder / "model")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

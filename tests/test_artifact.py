@@ -72,7 +72,7 @@ def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = No
         reset_accelerate()
         result = train(table, FEATURES, FUNNEL, model_config, train_config)
         reset_accelerate()
-    artifact = from_training(result, FEATURES, FUNNEL, model_config, train_config)
+    artifact = from_training(result)
     directory = save(artifact, folder / "model")
     return Trained(result, model_config, train_config, artifact, directory)
 
@@ -337,7 +337,7 @@ class TestManifest:
 
     def test_no_val_auc_when_the_validation_slice_has_one_class(self, frozen_mean: Trained) -> None:
         one_class = dataclasses.replace(frozen_mean.result, val_labels=np.zeros_like(frozen_mean.result.val_labels))
-        artifact = from_training(one_class, FEATURES, FUNNEL, frozen_mean.model_config, frozen_mean.train_config)
+        artifact = from_training(one_class)
         assert not any(k.startswith("val_auc") for k in artifact.metrics)
         assert {"train_steps", "train_seconds", "best_step"} <= artifact.metrics.keys()
 

@@ -133,7 +133,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reset_accelerate()
         result = train(table, features, funnel, model_config, train_config)
         reset_accelerate()
-    return save(from_training(result, features, funnel, model_config, train_config), folder / "model")
+    return save(from_training(result), folder / "model")
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def _train(table: pd.DataFrame, features: FeatureSpec = FEATURES, **model: objec
     reset_accelerate()
     result = train(table, features, FUNNEL, model_config, train_config)
     reset_accelerate()
-    return from_training(result, features, FUNNEL, model_config, train_config)
+    return from_training(result)
 
 
 class TestSideEncoder:
@@ -182,7 +182,7 @@ class TestRankByChoice:
         reset_accelerate()
         result = train(table, FEATURES, FUNNEL, model_config, train_config)
         reset_accelerate()
-        assert from_training(result, FEATURES, FUNNEL, model_config, train_config).rank_by == "point"
+        assert from_training(result).rank_by == "point"
 
 
 class TestPromptFromConfig:

@@ -93,7 +93,7 @@ def train(
     features = features or FeatureSpec.nev_default()
     funnel = funnel or FunnelSpec.paper_default()
     result = train_model(table, features, funnel, run.model, run.train)
-    return Model(artifacts.from_training(result, features, funnel, run.model, run.train))
+    return Model(artifacts.from_training(result))
 
 
 def load(directory: str | Path) -> Model:

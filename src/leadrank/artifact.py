@@ -32,7 +32,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ from leadrank.errors import EnvironmentProblem
 from leadrank.metrics import auc, brier, ece
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone, load_tokenizer
+
+if TYPE_CHECKING:  # only for the annotation: loading a model needs no training code (Accelerate)
+    from leadrank.training import TrainResult
 
 FORMAT_VERSION = 3  # 3: the manifest records the checksum of every file (``files``)
 MANIFEST = "leadrank.json"
@@ -436,7 +439,7 @@ def blend_scores(point: np.ndarray, pair: np.ndarray, stats: dict[str, float]) -
     return 0.5 * (point - stats["point_mean"]) / stats["point_std"] + 0.5 * (pair - stats["pair_mean"]) / stats["pair_std"]
 
 
-def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, train_config) -> Artifact:
+def from_training(result: TrainResult) -> Artifact:
     """Package a :class:`~leadrank.training.TrainResult` with its validation statistics.
 
     Ranking (:func:`choose_rank_by`): with HPRO, the head or blend with the best validation
@@ -463,15 +466,15 @@ def from_training(result, features: FeatureSpec, funnel: FunnelSpec, model_confi
     return Artifact(
         model=result.model,
         tokenizer=result.backbone.tokenizer,
-        features=features,
-        funnel=funnel,
-        model_config=model_config,
+        features=result.features,
+        funnel=result.funnel,
+        model_config=result.model_config,
         side_encoder=result.side_encoder,
         backbone_reference=result.backbone.reference,
         backbone_checksum=result.backbone.checksum,
-        rank_by=choose_rank_by(metrics) if train_config.hpro_weight > 0 else "point",
+        rank_by=choose_rank_by(metrics) if result.train_config.hpro_weight > 0 else "point",
         score_stats=stats,
-        train_config=train_config.model_dump(mode="json"),
+        train_config=result.train_config.model_dump(mode="json"),
         metrics=metrics,
         calibration=calibration,
     )

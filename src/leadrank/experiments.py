@@ -277,7 +277,7 @@ class Trial:
         config = self.recipe.train.model_copy(update={"seed": self.seed, **train_overrides})
         result = train(self.split.train, self.features, funnel, self.recipe.model, config)
         # scored as `leadrank score` scores: the artifact's calibration, statistics and ranking choice
-        artifact = artifacts.from_training(result, self.features, funnel, self.recipe.model, config)
+        artifact = artifacts.from_training(result)
         scorer = Scorer(artifact, ScoreConfig(dtype=config.dtype), reading_cache=self.frozen)
         point, pair = scorer.raw_scores(self.split.test)
         return AsllrRun(

@@ -334,7 +334,7 @@ def retrain(
     current_metrics = _slice_metrics(Scorer(artifacts.load(existing), ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
 
     result = train(parts.train, features, funnel, run.model, run.train)
-    candidate = artifacts.from_training(result, features, funnel, run.model, run.train)
+    candidate = artifacts.from_training(result)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".candidate-", dir=root) as scratch:
         model_dir = artifacts.save(candidate, Path(scratch) / "model")

@@ -134,8 +134,14 @@ def _merge(into: dict, update: dict) -> None:
 
 @dataclass
 class TrainResult:
+    """A trained model with everything :func:`leadrank.artifact.from_training` needs to package it."""
+
     model: ASLLR
     backbone: Backbone
+    features: FeatureSpec
+    funnel: FunnelSpec
+    model_config: ModelConfig
+    train_config: TrainConfig
     history: list[dict[str, float]] = field(default_factory=list)
     best_step: int = 0
     best_val_auc: float = float("nan")
@@ -294,6 +300,10 @@ def train(
     return TrainResult(
         model=core,
         backbone=backbone,
+        features=features,
+        funnel=funnel,
+        model_config=model_config,
+        train_config=config,
         history=state.history,
         best_step=state.best_step,
         best_val_auc=state.best_val_auc,

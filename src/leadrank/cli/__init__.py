@@ -230,7 +230,7 @@ def train_command(
             result = train(table, feature_spec, funnel_spec, run.model, run.train, checkpoint_dir=checkpoints, resume=resume, progress=show)
     if not main_process:
         return
-    artifact = artifacts.from_training(result, feature_spec, funnel_spec, run.model, run.train)
+    artifact = artifacts.from_training(result)
     artifacts.save(artifact, out)
     val = ", ".join(f"{k} {v:.4f}" for k, v in artifact.metrics.items() if k.startswith("val_auc"))
     console.print(
