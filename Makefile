@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast clean
+.PHONY: demo lint test test-fast clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,18 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/leadrank demo
 
+# Lint, format and type checks (configured in pyproject.toml); both test targets run them first.
+lint: $(STAMP)
+	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+	$(PY) -m mypy src/leadrank
+
 # pytest exits 5 when it collects no test: that is not a failure of the setup.
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q || [ $$? -eq 5 ]
 
 # For development: the tests not marked slow (CI runs `make test`, everything).
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow" || [ $$? -eq 5 ]
 
 clean:

@@ -57,7 +57,16 @@ def untrained_artifact(config: ModelConfig, table: pd.DataFrame | None = None) -
     side_encoder = SideEncoder(features).fit(table) if config.side_input else None
     model = ASLLR(backbone.model, config, answer_token_ids(backbone.tokenizer, config.prompt), side_encoder.width if side_encoder else 0)
     return Artifact(
-        model=model, tokenizer=backbone.tokenizer, features=features, funnel=FunnelSpec.paper_default(),
-        model_config=config, side_encoder=side_encoder, backbone_reference=config.backbone,
-        backbone_checksum=backbone.checksum, rank_by="point", score_stats={}, train_config={}, metrics={},
+        model=model,
+        tokenizer=backbone.tokenizer,
+        features=features,
+        funnel=FunnelSpec.paper_default(),
+        model_config=config,
+        side_encoder=side_encoder,
+        backbone_reference=config.backbone,
+        backbone_checksum=backbone.checksum,
+        rank_by="point",
+        score_stats={},
+        train_config={},
+        metrics={},
     )

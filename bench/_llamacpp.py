@@ -51,8 +51,13 @@ def load(path: Path, threads: int, context: int):
     """A llama.cpp model that reads prompts of up to ``context`` tokens, one per call."""
     llama_cpp = require_llama_cpp()
     return llama_cpp.Llama(
-        model_path=str(path), n_ctx=context, n_batch=context, n_ubatch=context,
-        n_threads=threads, n_threads_batch=threads, verbose=False,
+        model_path=str(path),
+        n_ctx=context,
+        n_batch=context,
+        n_ubatch=context,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
     )
 
 

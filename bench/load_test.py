@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-
 from _machine import header
+
 from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
 
@@ -48,7 +48,8 @@ def main() -> None:
         with log.open("w") as log_file:  # uvicorn logs every request: a file, never an unread pipe
             server = subprocess.Popen(
                 [sys.executable, "-m", "leadrank", "serve", str(model_dir), "--port", str(port), "--max-batch", str(args.max_batch)],
-                stdout=log_file, stderr=subprocess.STDOUT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         try:
             url = f"http://127.0.0.1:{port}"

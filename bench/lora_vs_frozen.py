@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-
 from _machine import header
+
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
@@ -29,7 +29,11 @@ from leadrank.training import RunConfig
 def budgets(lora_steps: int | None, head_start_steps: int) -> dict[str, tuple[str, dict, dict]]:
     """name -> (mode, model overrides, train overrides)."""
     rows = {
-        "frozen, cpu-lora heads budget: 120 steps, dropout 0.5": ("frozen", {"head_dropout": 0.5}, {"max_steps": 120, "eval_every": 40, "patience": 3}),
+        "frozen, cpu-lora heads budget: 120 steps, dropout 0.5": (
+            "frozen",
+            {"head_dropout": 0.5},
+            {"max_steps": 120, "eval_every": 40, "patience": 3},
+        ),
         "frozen, 600 steps, dropout 0.1": ("frozen", {"head_dropout": 0.1}, {"max_steps": 600, "eval_every": 50, "patience": 4}),
     }
     if lora_steps:
@@ -47,7 +51,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lora-steps", type=int, default=None, help="Add LoRA and frozen rows with this many steps.")
-    parser.add_argument("--head-start-steps", type=int, default=0, help="LoRA starts from heads trained this many steps on the frozen reading.")
+    parser.add_argument(
+        "--head-start-steps", type=int, default=0, help="LoRA starts from heads trained this many steps on the frozen reading."
+    )
     args = parser.parse_args()
     print(header(), flush=True)
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()

@@ -19,12 +19,13 @@ import argparse
 import time
 
 from _machine import header
+
 from leadrank import artifact as artifacts
+from leadrank.baselines import LogisticBaseline
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import compare_baselines, score_row
-from leadrank.baselines import LogisticBaseline
 from leadrank.inference import Scorer
 from leadrank.training import RunConfig, train
 

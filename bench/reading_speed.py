@@ -16,9 +16,9 @@ import argparse
 import time
 
 import torch
-
 from _common import untrained_artifact
 from _machine import header
+
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import Scorer
 from leadrank.model.inputs import tokenize

@@ -18,8 +18,8 @@ import argparse
 import time
 
 import numpy as np
-
 from _machine import header
+
 from leadrank.baselines import GBDTHPROBaseline, PairwiseLogisticBaseline
 from leadrank.baselines.gbdt import GBDTBaseline, GBDTConfig
 from leadrank.config import FeatureSpec, FunnelSpec
@@ -57,8 +57,10 @@ def main() -> None:
     started = time.perf_counter()
     base = Trial(split, features, funnel, 0, recipe)
     text, reading = base.tfidf_svd(), base.embedding("frozen")
-    print(f"{args.n:,} leads, test {len(labels):,} with {labels.sum()} positives; TF-IDF SVD and reading ready in "
-          f"{time.perf_counter() - started:.0f} s (reading: PCA-{reading[0].shape[1]})\n")
+    print(
+        f"{args.n:,} leads, test {len(labels):,} with {labels.sum()} positives; TF-IDF SVD and reading ready in "
+        f"{time.perf_counter() - started:.0f} s (reading: PCA-{reading[0].shape[1]})\n"
+    )
     with_reading = (np.hstack([text[0], reading[0]]), np.hstack([text[1], reading[1]]))
     # the logistic regression reads the TF-IDF as SVD dimensions (extra inputs); LightGBM reads its own TF-IDF n-grams
     inputs = {"LR": {"": text, " + reading": with_reading}, "LightGBM": {"": None, " + reading": reading}}
@@ -72,7 +74,10 @@ def main() -> None:
                 trial = Trial(split, features, funnel, seed, recipe)
                 runs.append(fit_predict(family, trial, extra))
             first[suffix] = runs[0]
-            row = [np.mean([metric(labels, r) for r in runs]) for metric in (auc, lambda y, s: precision_at(y, s, 0.01), lambda y, s: precision_at(y, s, 0.05))]
+            row = [
+                np.mean([metric(labels, r) for r in runs])
+                for metric in (auc, lambda y, s: precision_at(y, s, 0.01), lambda y, s: precision_at(y, s, 0.05))
+            ]
             gain = ""
             if suffix:
                 d, low, high = bootstrap_difference(labels, first[suffix], first[""], "auc")

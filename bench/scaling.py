@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import untrained_artifact
 from _machine import header
+
 from leadrank import artifact as artifacts
 from leadrank.data.io import write_table
 from leadrank.data.synth import SynthConfig, simulate
@@ -74,9 +74,15 @@ def main() -> None:
     print("| leads | seconds | seconds per 1,000 leads | peak RSS (MB) | time vs smallest | leads vs smallest |")
     print("|---|---|---|---|---|---|")
     for size, seconds, peak_mb in rows:
-        print(f"| {size:,} | {seconds:.1f} | {seconds / size * 1000:.1f} | {peak_mb:,.0f} | {seconds / rows[0][1]:.2f}x | {size / rows[0][0]:.0f}x |")
+        print(
+            f"| {size:,} | {seconds:.1f} | {seconds / size * 1000:.1f} | {peak_mb:,.0f} "
+            f"| {seconds / rows[0][1]:.2f}x | {size / rows[0][0]:.0f}x |"
+        )
     worst = max(abs(seconds - (slope * size + intercept)) / seconds for size, seconds, _ in rows)
-    print(f"\nlinear fit: {1 / slope:.1f} leads/s after a fixed {intercept:.1f} s (load, start-up); largest deviation from the line {worst:.1%}")
+    print(
+        f"\nlinear fit: {1 / slope:.1f} leads/s after a fixed {intercept:.1f} s (load, start-up); "
+        f"largest deviation from the line {worst:.1%}"
+    )
     print(f"peak RSS: {min(r[2] for r in rows):,.0f} to {max(r[2] for r in rows):,.0f} MB")
 
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 import _llamacpp
+import torch
 from _common import linear_layers_gflops, matmul_gflops, untrained_artifact
 from _machine import header
+
 from leadrank.config import FeatureSpec
 from leadrank.data.prompt import build_prompts
 from leadrank.data.synth import SynthConfig, simulate
@@ -105,8 +105,14 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, seconds in rows.items():
         print(f"| {name} | {seconds:.1f} | {tokens / seconds:,.0f} | {args.n / seconds:.1f} | {seconds / ours_seconds:.2f}x |")
-    print(f"leadrank achieved {achieved:.0f} GFLOP/s = {achieved / peaks[scorer.dtype]:.0%} of the measured {dtype} matmul peak ({non_embedding / 1e6:.0f}M non-embedding parameters)")
-    print(f"the model's own linear layers alone, {dtype}, {rows_per_batch:,} tokens at once: {own_shapes:.0f} GFLOP/s; leadrank reaches {achieved / own_shapes:.0%} of that")
+    print(
+        f"leadrank achieved {achieved:.0f} GFLOP/s = {achieved / peaks[scorer.dtype]:.0%} of the measured {dtype} matmul peak "
+        f"({non_embedding / 1e6:.0f}M non-embedding parameters)"
+    )
+    print(
+        f"the model's own linear layers alone, {dtype}, {rows_per_batch:,} tokens at once: {own_shapes:.0f} GFLOP/s; "
+        f"leadrank reaches {achieved / own_shapes:.0%} of that"
+    )
 
 
 if __name__ == "__main__":

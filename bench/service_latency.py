@@ -25,9 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _llamacpp
+import numpy as np
 
 # leadrank (and with it torch) is imported inside the functions that need it, so that the
 # llama.cpp process carries only what a llama.cpp service would: its memory is llama.cpp's own.
@@ -82,6 +81,7 @@ def main() -> None:
         return child(args.child, args.model, args.leads_file, args.threads)
     from _common import untrained_artifact
     from _machine import header
+
     from leadrank import artifact as artifacts
     from leadrank.data.io import read_table, write_table
     from leadrank.data.prompt import build_prompts
@@ -97,7 +97,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="leadrank-latency-") as scratch:
         folder = Path(scratch)
         leads = write_table(simulate(SynthConfig(n=args.leads, seed=1)), folder / "leads.parquet")
-        models = {name: artifacts.save(untrained_artifact(config), folder / f"model{i}") for i, (name, config) in enumerate(engines.items())}
+        models = {
+            name: artifacts.save(untrained_artifact(config), folder / f"model{i}") for i, (name, config) in enumerate(engines.items())
+        }
         if not args.skip_llama_cpp:
             artifact = artifacts.load(models["leadrank, full model (last token)"])
             prompts = build_prompts(read_table(leads), artifact.features, artifact.tokenizer, quick.max_dialogue_tokens)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-
 from _machine import header
+
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate

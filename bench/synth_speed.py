@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from _machine import header
+
 from leadrank.data.synth import SynthConfig, simulate
 
 

@@ -18,9 +18,9 @@ import sys
 import time
 
 import torch
-
 from _common import untrained_artifact
 from _machine import header
+
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import Scorer
 from leadrank.training import RunConfig

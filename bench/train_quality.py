@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-
 from _machine import header
+
 from leadrank import artifact as artifacts
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.prompt import DEFAULT_TEMPLATE, build_prompts

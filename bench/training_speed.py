@@ -23,7 +23,6 @@ import sys
 import time
 
 import torch
-
 from _machine import header
 
 N_LEADS = 400
@@ -67,7 +66,9 @@ def run_naive(steps: int) -> list[float]:
             input_ids[i, width - len(ids[r]) :], mask[i, width - len(ids[r]) :] = torch.tensor(ids[r]), 1
         out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
         point, pair = heads(out.hidden_states[-1][:, -1])
-        loss = 2 * F.binary_cross_entropy_with_logits(point, labels[rows]) + 0.5 * F.cross_entropy(out.logits[:, -1], (labels[rows] > 0).long())
+        loss = 2 * F.binary_cross_entropy_with_logits(point, labels[rows]) + 0.5 * F.cross_entropy(
+            out.logits[:, -1], (labels[rows] > 0).long()
+        )
         loss = loss + 0.0 * pair.sum()
         loss.backward()
         optimizer.step()
@@ -83,10 +84,19 @@ def run_leadrank(steps: int, top_layers: int | None) -> list[float]:
 
     stamps = []
     train(
-        _table(), FeatureSpec.nev_default(), FunnelSpec.paper_default(),
+        _table(),
+        FeatureSpec.nev_default(),
+        FunnelSpec.paper_default(),
         ModelConfig(max_dialogue_tokens=DIALOGUE_TOKENS, lora_top_layers=top_layers),
-        TrainConfig(batch_size=BATCH, max_steps=steps, eval_every=10_000, checkpoint_every=10_000, lr_heads=1e-3,
-                    min_train_positives=1, min_train_negatives=1),  # a speed run on a small table
+        TrainConfig(
+            batch_size=BATCH,
+            max_steps=steps,
+            eval_every=10_000,
+            checkpoint_every=10_000,
+            lr_heads=1e-3,
+            min_train_positives=1,
+            min_train_negatives=1,
+        ),  # a speed run on a small table
         progress=lambda parts: stamps.append(time.perf_counter()),
     )
     return [b - a for a, b in zip(stamps, stamps[1:])]
@@ -100,22 +110,40 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.variant:
-        times = {"naive": lambda: run_naive(args.steps), "leadrank": lambda: run_leadrank(args.steps, None),
-                 "cpu-lora": lambda: run_leadrank(args.steps, 8)}[args.variant]()
+        times = {
+            "naive": lambda: run_naive(args.steps),
+            "leadrank": lambda: run_leadrank(args.steps, None),
+            "cpu-lora": lambda: run_leadrank(args.steps, 8),
+        }[args.variant]()
         steady = times[1:] if len(times) > 1 else times
-        print(json.dumps({"samples_per_s": BATCH * len(steady) / sum(steady), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(
+            json.dumps(
+                {
+                    "samples_per_s": BATCH * len(steady) / sum(steady),
+                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                }
+            )
+        )
         return
     print(header(), flush=True)
     results = {}
     for variant in ("naive", "leadrank", "cpu-lora"):
-        done = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--threads", str(args.threads)],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
     base = results["naive"]["samples_per_s"]
     print(f"SmolLM2-135M LoRA r=16, batch {BATCH}, {DIALOGUE_TOKENS}-token dialogue budget, {args.threads} threads, {args.steps} steps")
     print("| loop | samples/s | speed-up | peak RSS (MB) |")
     print("|---|---|---|---|")
-    names = {"naive": "naive fp32, fixed padding", "leadrank": "leadrank (LoRA in all layers)", "cpu-lora": "leadrank cpu-lora (LoRA in top 8 layers)"}
+    names = {
+        "naive": "naive fp32, fixed padding",
+        "leadrank": "leadrank (LoRA in all layers)",
+        "cpu-lora": "leadrank cpu-lora (LoRA in top 8 layers)",
+    }
     for variant, r in results.items():
         print(f"| {names[variant]} | {r['samples_per_s']:.2f} | {r['samples_per_s'] / base:.2f}x | {r['peak_rss_mb']:.0f} |")
 

@@ -1,6 +1,7 @@
 """Fixtures shared by the test modules."""
 
 import pytest
+
 from helpers import reset_accelerate
 
 

@@ -10,7 +10,6 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from leadrank import cli
-
 from leadrank.artifact import from_training, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.model.asllr import ModelConfig
@@ -18,8 +17,15 @@ from leadrank.training import TrainConfig, train
 
 #: A tiny LoRA model trained in seconds: what the scoring, explaining and serving tests share.
 TINY_MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r": 4}
-TINY_TRAIN = {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
-              "min_train_positives": 1, "min_train_negatives": 1}
+TINY_TRAIN = {
+    "batch_size": 12,
+    "max_steps": 4,
+    "eval_every": 2,
+    "warmup_steps": 1,
+    "lr_heads": 1e-3,
+    "min_train_positives": 1,
+    "min_train_negatives": 1,
+}
 
 
 def reset_accelerate() -> None:
@@ -76,8 +82,14 @@ def concentrated_control_outcomes() -> pd.DataFrame:
         [
             {"specialist_id": specialist, "date": f"2024-03-{1 + lead % 5:02d}", "arm": arm, "converted": int(lead < conversions)}
             for arm, specialist, conversions in [
-                ("control", "C1", 4), ("control", "C2", 0), ("control", "C3", 0), ("control", "C4", 0),
-                ("treatment", "T1", 3), ("treatment", "T2", 4), ("treatment", "T3", 3), ("treatment", "T4", 4),
+                ("control", "C1", 4),
+                ("control", "C2", 0),
+                ("control", "C3", 0),
+                ("control", "C4", 0),
+                ("treatment", "T1", 3),
+                ("treatment", "T2", 4),
+                ("treatment", "T3", 3),
+                ("treatment", "T4", 4),
             ]
             for lead in range(20)
         ]

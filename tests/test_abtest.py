@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from helpers import concentrated_control_outcomes
 from leadrank import abtest
 from leadrank.abtest import BALANCE_COLUMNS, analyze, plan
 from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
 from leadrank.errors import ConfigurationError, DataContractError
-from helpers import concentrated_control_outcomes
 
 FLOOR = ABSimConfig(n_specialists=40, days=20, seed=3)
 
@@ -364,9 +364,14 @@ class TestErrorKinds:
 def _early_outcomes() -> pd.DataFrame:
     """On day 1 only C1 of control has leads; from day 2 on, C2 too."""
     rows = [
-        ("control", "C1", "2024-03-01", [1, 0, 0]), ("control", "C1", "2024-03-02", [0, 1]), ("control", "C2", "2024-03-02", [0, 0, 1]),
-        ("control", "C2", "2024-03-03", [0, 0]), ("treatment", "T1", "2024-03-01", [1, 1, 0]), ("treatment", "T2", "2024-03-01", [0, 1]),
-        ("treatment", "T1", "2024-03-03", [1, 0]), ("treatment", "T2", "2024-03-02", [0, 0, 1]),
+        ("control", "C1", "2024-03-01", [1, 0, 0]),
+        ("control", "C1", "2024-03-02", [0, 1]),
+        ("control", "C2", "2024-03-02", [0, 0, 1]),
+        ("control", "C2", "2024-03-03", [0, 0]),
+        ("treatment", "T1", "2024-03-01", [1, 1, 0]),
+        ("treatment", "T2", "2024-03-01", [0, 1]),
+        ("treatment", "T1", "2024-03-03", [1, 0]),
+        ("treatment", "T2", "2024-03-02", [0, 0, 1]),
     ]
     return pd.DataFrame(
         [{"arm": arm, "specialist_id": who, "date": day, "converted": value} for arm, who, day, values in rows for value in values]

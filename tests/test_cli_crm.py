@@ -7,16 +7,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from scipy.special import expit
+from test_calibration import miscalibrated, package
 
+from helpers import invoke, widen_consoles
+from helpers import plain as text
 from leadrank.artifact import load, read_manifest
 from leadrank.crm import CRM_COLUMNS
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import brier, ece
-from helpers import invoke, plain as text, widen_consoles
-from test_calibration import miscalibrated, package
-
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 

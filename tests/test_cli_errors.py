@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import invoke, plain, train_tiny_model, widen_consoles
 from leadrank import cli
 from leadrank.data.io import write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE
 from leadrank.rules import MAX_RULE_CHARS, Rule, RuleError
-from helpers import invoke, plain, train_tiny_model, widen_consoles
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +72,7 @@ class TestExitCodes:
         rule = "not " * 3000 + "stage == 'lock'"
         funnel.write_text(
             "stages: [defeat, new, call, test_drive, lock]\nstage_column: funnel_stage\nlabel_column: label\n"
-            f"tiers:\n  - name: deep\n    winner: \"{rule}\"\n    loser: \"stage == 'defeat'\"\n    margin: 1.0\n"
+            f'tiers:\n  - name: deep\n    winner: "{rule}"\n    loser: "stage == \'defeat\'"\n    margin: 1.0\n'
         )
         result = invoke("validate", write_table(leads, tmp_path / "l.parquet"), "--funnel", funnel)
         assert result.exit_code in (EXIT_DATA, EXIT_USAGE)

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import Result
 
 import leadrank.training as training
+from helpers import invoke, reset_accelerate, widen_consoles
+from helpers import plain as text
 from leadrank.artifact import read_manifest
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
-from helpers import invoke, plain as text, widen_consoles
-from helpers import reset_accelerate
 
 TINY_ARGS = ("--backbone", "tiny", "--preset", "cpu-lora", "--max-steps", "4")
 
@@ -90,8 +90,11 @@ class TestTrain:
         output = text(result)
         assert "Trained" in output
         rank_by = json.loads((out / "leadrank.json").read_text(encoding="utf-8"))["rank_by"]  # chosen on validation
-        assert {"blend": "Ranks by a blend of both heads", "pair": "Ranks by the pairwise (HPRO) head",
-                "point": "Ranks by the probability head"}[rank_by] in output
+        assert {
+            "blend": "Ranks by a blend of both heads",
+            "pair": "Ranks by the pairwise (HPRO) head",
+            "point": "Ranks by the probability head",
+        }[rank_by] in output
         assert "(4 steps" in output
         assert (out / "leadrank.json").is_file()
         checkpoints = out.with_name("M.checkpoints")
@@ -146,10 +149,7 @@ class TestTrain:
         assert json.loads((tmp_path / "M.checkpoints" / "state.json").read_text(encoding="utf-8"))["step"] == 4
         assert read_manifest(out)["metrics"]["best_step"] == read_manifest(original)["metrics"]["best_step"]
 
-
-    def test_resume_after_an_early_stop_does_not_train_again(
-        self, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_resume_after_an_early_stop_does_not_train_again(self, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         # a learning rate this small leaves the validation AUC where it was: patience 1 stops at step 2
         config = tmp_path / "stop.yaml"
         config.write_text(
@@ -158,7 +158,20 @@ class TestTrain:
             "  head_start_steps: 0\n",  # no validated step 0: the first evaluation is step 1
             encoding="utf-8",
         )
-        args = ("train", data_dir / "train.parquet", "--out", tmp_path / "M", "--backbone", "tiny", "--preset", "cpu-lora", "--max-steps", "10", "--config", config)
+        args = (
+            "train",
+            data_dir / "train.parquet",
+            "--out",
+            tmp_path / "M",
+            "--backbone",
+            "tiny",
+            "--preset",
+            "cpu-lora",
+            "--max-steps",
+            "10",
+            "--config",
+            config,
+        )
         first = invoke(*args)
         assert first.exit_code == 0, first.output
         assert "(2 steps" in text(first)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import invoke, reset_accelerate, widen_consoles
+from helpers import plain as text
 from leadrank.artifact import FORMAT_VERSION, MANIFEST
 from leadrank.data.io import write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.registry import current, publish, versions
-from helpers import invoke, plain as text, widen_consoles
-from helpers import reset_accelerate
 
 # every model field the presets set is pinned, so preset changes do not reach these tests
 MODEL = {"mode": "lora", "pooling": "last", "pool_layer": -1, "max_dialogue_tokens": 32, "lora_r": 4}

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import invoke, plain, widen_consoles
 from test_report import STRONG, make_results_dir
+
+from helpers import invoke, plain, widen_consoles
 
 
 @pytest.fixture(autouse=True)

@@ -60,11 +60,7 @@ class TestPaperFunnel:
     def test_call_of_150_seconds_is_soft_winner_and_key_loser(self) -> None:
         spec = FunnelSpec.paper_default()
         table = pd.DataFrame({"funnel_stage": ["call"], "call_duration_s": [150.0]})
-        sides = {
-            (t.name, side): bool(spec.rule(t, side).evaluate(table)[0])
-            for t in spec.tiers
-            for side in ("winner", "loser")
-        }
+        sides = {(t.name, side): bool(spec.rule(t, side).evaluate(table)[0]) for t in spec.tiers for side in ("winner", "loser")}
         assert sides == {
             ("global", "winner"): False,
             ("global", "loser"): False,
@@ -171,9 +167,7 @@ class TestFunnelErrors:
 
     def test_rule_naming_unknown_stage(self) -> None:
         bad = tier(name="key", loser="stage in ('new', 'testdrive')")
-        with pytest.raises(
-            ValidationError, match=r"tier 'key' loser rule .* names stage\(s\) \['testdrive'\] that are not in stages"
-        ):
+        with pytest.raises(ValidationError, match=r"tier 'key' loser rule .* names stage\(s\) \['testdrive'\] that are not in stages"):
             FunnelSpec.model_validate(funnel(tiers=[bad]))
 
     def test_rule_naming_unknown_stage_through_stage_column(self) -> None:

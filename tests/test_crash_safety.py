@@ -19,6 +19,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from helpers import reset_accelerate
 from leadrank.artifact import MANIFEST, from_training, load, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
@@ -26,14 +27,20 @@ from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.model.asllr import ModelConfig
 from leadrank.training import TrainConfig, train
-from helpers import reset_accelerate
 
 pytestmark = pytest.mark.slow
 
 MODEL = {"backbone": "tiny", "mode": "lora", "pooling": "last", "pool_layer": -1, "max_dialogue_tokens": 32, "lora_r": 4}
 TRAIN = {
-    "batch_size": 12, "max_steps": 8, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3, "patience": 100,
-    "checkpoint_every": 1, "min_train_positives": 1, "min_train_negatives": 1,
+    "batch_size": 12,
+    "max_steps": 8,
+    "eval_every": 2,
+    "warmup_steps": 1,
+    "lr_heads": 1e-3,
+    "patience": 100,
+    "checkpoint_every": 1,
+    "min_train_positives": 1,
+    "min_train_negatives": 1,
 }
 POLL_S = 0.02
 ROW_GROUP_BYTES = 200  # a Parquet file's size once its first chunk of scores is in (the magic bytes alone are 4)

@@ -17,6 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
+from test_calibration import miscalibrated, package
 
 from leadrank.artifact import ArtifactError, Calibration, load, read_manifest, save
 from leadrank.crm import (
@@ -34,7 +35,6 @@ from leadrank.crm import (
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import SCORE_COLUMNS, ScoreCache, ScoreConfig, Scorer
-from test_calibration import miscalibrated, package
 
 EXACT = ScoreConfig(dtype="fp32")
 
@@ -93,7 +93,9 @@ class TestGrade:
 
     def test_cut_offs_load_from_yaml(self, tmp_path: Path) -> None:
         path = tmp_path / "crm.yaml"
-        path.write_text("grade_a_min_percentile: 95\ngrade_b_min_percentile: 80\ngrade_c_min_percentile: 50\ntrend_tolerance: 0.05\n", encoding="utf-8")
+        path.write_text(
+            "grade_a_min_percentile: 95\ngrade_b_min_percentile: 80\ngrade_c_min_percentile: 50\ntrend_tolerance: 0.05\n", encoding="utf-8"
+        )
         config = CrmConfig.from_yaml(path)
         assert config.trend_tolerance == 0.05
         scores = np.arange(100, dtype=float)
@@ -131,10 +133,19 @@ class TestTrend:
 
     def test_an_earlier_dynamics365_output_is_read_as_previous_scores(self) -> None:
         now = _scores([0.0, 0.0, 0.0], probability=[0.35, 0.30, 0.10])
-        previous = to_dynamics365(pd.DataFrame({
-            "lead_id": ["L000", "L001", "L002"], "probability": [0.20, 0.31, 0.40], "rank_score": 0.0,
-            "percentile": 50.0, "grade": "B", "trend": "new", "model_version": "abc",
-        }))
+        previous = to_dynamics365(
+            pd.DataFrame(
+                {
+                    "lead_id": ["L000", "L001", "L002"],
+                    "probability": [0.20, 0.31, 0.40],
+                    "rank_score": 0.0,
+                    "percentile": 50.0,
+                    "grade": "B",
+                    "trend": "new",
+                    "model_version": "abc",
+                }
+            )
+        )
         assert trend(now, previous, 0.02).tolist() == ["improving", "steady", "declining"]
 
     def test_a_previous_table_without_probability_is_named(self) -> None:
@@ -315,9 +326,7 @@ class TestCache:
         Scorer(load(tmp_path / "other" / "model"), EXACT).score(leads.iloc[:4], cache=second)
         assert (second.rescored, second.reused) == (4, 0)
 
-    def test_a_duckdb_table_keeps_the_rows_of_leads_not_in_this_run(
-        self, model_dir: Path, leads: pd.DataFrame, tmp_path: Path
-    ) -> None:
+    def test_a_duckdb_table_keeps_the_rows_of_leads_not_in_this_run(self, model_dir: Path, leads: pd.DataFrame, tmp_path: Path) -> None:
         database = tmp_path / "crm.duckdb"
         write_table(leads, f"{database}::leads")  # the database exists, the cache table does not yet
         location = f"{database}::score_cache"

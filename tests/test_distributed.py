@@ -18,8 +18,17 @@ from leadrank.data.synth import SynthConfig, simulate
 pytestmark = pytest.mark.slow
 
 MODEL = {"backbone": "tiny", "max_dialogue_tokens": 32, "lora_r": 4, "head_dropout": 0.0, "lora_dropout": 0.0}
-TRAIN = {"batch_size": 12, "max_steps": 3, "dtype": "fp32", "eval_every": 100, "checkpoint_every": 100, "lr_heads": 1e-3,
-         "min_train_positives": 1, "min_train_negatives": 1, "head_start_steps": 0}  # cpu-lora's head start off: LoRA steps from step 1
+TRAIN = {
+    "batch_size": 12,
+    "max_steps": 3,
+    "dtype": "fp32",
+    "eval_every": 100,
+    "checkpoint_every": 100,
+    "lr_heads": 1e-3,
+    "min_train_positives": 1,
+    "min_train_negatives": 1,
+    "head_start_steps": 0,
+}  # cpu-lora's head start off: LoRA steps from step 1
 
 
 def _train(tmp_path: Path, name: str, launcher: list[str], train_overrides: dict, model_overrides: dict | None = None) -> Path:
@@ -27,7 +36,18 @@ def _train(tmp_path: Path, name: str, launcher: list[str], train_overrides: dict
     config.write_text(yaml.safe_dump({"model": MODEL | (model_overrides or {}), "train": TRAIN | train_overrides}), encoding="utf-8")
     out = tmp_path / name
     env = os.environ | {"OMP_NUM_THREADS": "1", "LEADRANK_CACHE": str(tmp_path / "cache")}
-    command = launcher + ["-m", "leadrank", "train", str(tmp_path / "leads.parquet"), "--out", str(out), "--preset", "cpu-lora", "--config", str(config)]
+    command = launcher + [
+        "-m",
+        "leadrank",
+        "train",
+        str(tmp_path / "leads.parquet"),
+        "--out",
+        str(out),
+        "--preset",
+        "cpu-lora",
+        "--config",
+        str(config),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return out

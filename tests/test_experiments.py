@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from leadrank.cli import app
 from leadrank.config import FeatureSpec
-from leadrank.data.synth import SynthConfig, simulate
 from leadrank.data.minimums import TooFewLeadsError
+from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import PAPER_SUITES, SUITES, TEXT_SKIPPED, BenchConfig, run_bench
 from leadrank.report import load_predictions, load_results
-from typer.testing import CliRunner
 
 CONFIG = """\
 model:
@@ -108,6 +108,7 @@ class TestSharedRuns:
         rankby = load_predictions(cheap_suites["rankby"])
         margins = load_predictions(cheap_suites["margins"])
         for seed in (0, 1):
+
             def scores(frame, model):  # noqa: ANN001, ANN202
                 return frame[(frame["model"] == model) & (frame["seed"] == seed)]["score"].to_numpy()
 
@@ -162,10 +163,7 @@ class TestUserData:
         ids = predictions.groupby("seed")["lead_id"].apply(lambda s: tuple(sorted(set(s))))
         assert ids.loc[0] == ids.loc[1]
 
-
-    def test_a_table_whose_dialogues_are_all_empty_skips_the_text_baselines_with_a_note(
-        self, tmp_path: Path, config_file: Path
-    ) -> None:
+    def test_a_table_whose_dialogues_are_all_empty_skips_the_text_baselines_with_a_note(self, tmp_path: Path, config_file: Path) -> None:
         table = simulate(SynthConfig.preset("dense", n=300, seed=3)).assign(dialogue="")
         (folder,) = _bench(tmp_path, config_file, ("table2",), seeds=(0,), data=table, data_name="empty.parquet")
         results = load_results(folder)
@@ -216,7 +214,21 @@ class TestCommandLine:
     def test_bench_writes_each_suite_and_prints_its_table(self, tmp_path: Path, config_file: Path) -> None:
         result = CliRunner().invoke(
             app,
-            ["bench", "--suite", "rankby", "--seeds", "0", "--n", "300", "--backbone", "tiny", "--config", str(config_file), "--out", str(tmp_path)],
+            [
+                "bench",
+                "--suite",
+                "rankby",
+                "--seeds",
+                "0",
+                "--n",
+                "300",
+                "--backbone",
+                "tiny",
+                "--config",
+                str(config_file),
+                "--out",
+                str(tmp_path),
+            ],
         )
         assert result.exit_code == 0, result.output
         assert "rank by blend" in result.output
@@ -255,8 +267,15 @@ def regime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config_file.write_text(SIDE_CONFIG, encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(tmp_path_factory.getbasetemp() / "leadrank-cache"))
-        config = BenchConfig(suites=("regime",), out=tmp_path_factory.mktemp("out"), seeds=(0, 1), n=1500,
-                             train_sizes=(500,), backbone="tiny", config_file=config_file)
+        config = BenchConfig(
+            suites=("regime",),
+            out=tmp_path_factory.mktemp("out"),
+            seeds=(0, 1),
+            n=1500,
+            train_sizes=(500,),
+            backbone="tiny",
+            config_file=config_file,
+        )
         (folder,) = run_bench(config)
     return folder
 
@@ -276,8 +295,13 @@ class TestRegimeSuite:
         models = {m for m, _, _ in curve}
         sizes = {size for _, size, _ in curve}
         assert len(sizes) == 2 and min(sizes) == 500
-        for model in ("asLLR, BCE only", "asLLR + HPRO (paper tiers)", "asLLR + HPRO (total order)",
-                      "LightGBM tabular + TF-IDF + HPRO (paper tiers)", "Logistic regression tabular + TF-IDF"):
+        for model in (
+            "asLLR, BCE only",
+            "asLLR + HPRO (paper tiers)",
+            "asLLR + HPRO (total order)",
+            "LightGBM tabular + TF-IDF + HPRO (paper tiers)",
+            "Logistic regression tabular + TF-IDF",
+        ):
             assert {(model, size, seed) for size in sizes for seed in (0, 1)} <= curve
         assert "CatBoost tabular + text" in models and ("CatBoost tabular + text", 500, 0) not in curve  # full size only
         assert (regime / "figures" / "learning_curve_auc.png").read_bytes().startswith(b"\x89PNG")
@@ -302,4 +326,3 @@ class TestRegimeSuite:
         for d in results["differences"]:
             assert d["difference"][1] <= d["difference"][0] <= d["difference"][2]
         assert "Paired bootstrap differences" in (regime / "results.md").read_text(encoding="utf-8")
-

@@ -18,6 +18,7 @@ from numpy.testing import assert_allclose
 from typer.testing import CliRunner
 
 import leadrank.cli as cli
+from helpers import train_tiny_model
 from leadrank.artifact import load
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import write_table
@@ -25,7 +26,6 @@ from leadrank.data.schema import LeadDataError
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.explain import Explanation, explain, explain_top, find_lead
 from leadrank.inference import ScoreConfig, Scorer
-from helpers import train_tiny_model
 
 # a few fields of each kind keep the 1 + n_features + n_turns prompts per explanation cheap
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")
@@ -89,9 +89,7 @@ class TestExplain:
         effects = [f.rank_effect for f in result.factors]
         assert effects == sorted(effects, reverse=True)
 
-    def test_an_effect_is_the_score_minus_the_score_of_the_occluded_lead(
-        self, scorer: Scorer, model_dir: Path, lead: pd.Series
-    ) -> None:
+    def test_an_effect_is_the_score_minus_the_score_of_the_occluded_lead(self, scorer: Scorer, model_dir: Path, lead: pd.Series) -> None:
         result = explain(scorer, lead)
         baseline = _score_alone(model_dir, lead)
         factor = max(result.factors, key=lambda f: abs(f.rank_effect))
@@ -215,7 +213,9 @@ class TestCli:
         assert len([f for f in parsed.factors if f.rank_effect > 0]) <= 2
         assert parsed.n_prompts == 1 + len(FEATURES.features) + len(_turns(table.iloc[3]))
 
-    def test_tables_name_the_fields_and_the_cost(self, model_dir: Path, data: Path, table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_tables_name_the_fields_and_the_cost(
+        self, model_dir: Path, data: Path, table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         from rich.console import Console
 
         monkeypatch.setattr(cli, "console", Console(width=300))

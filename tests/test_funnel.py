@@ -141,9 +141,7 @@ class TestFunnelPairs:
         membership = torch.tensor(values, dtype=torch.int8).reshape(rows, n_tiers)
         margin_tensor = torch.tensor(margins, dtype=torch.float32)
         pairs = funnel_pairs(membership, margin_tensor)
-        expected = sum(
-            int((membership[:, t] == 1).sum()) * int((membership[:, t] == -1).sum()) for t in range(n_tiers)
-        )
+        expected = sum(int((membership[:, t] == 1).sum()) * int((membership[:, t] == -1).sum()) for t in range(n_tiers))
         assert len(pairs) == expected
         # Each (tier, winner, loser) appears once, in the right direction, with the tier's margin.
         assert len(_pair_set(pairs)) == expected
@@ -254,9 +252,7 @@ class TestFunnelBatchSampler:
     def test_sharding_two_replicas(self, n: int) -> None:
         labels, membership = _crm(n=n)
         full = list(FunnelBatchSampler(labels, membership, self.BATCH, seed=5))
-        ranks = [
-            FunnelBatchSampler(labels, membership, self.BATCH, seed=5, num_replicas=2, rank=r) for r in range(2)
-        ]
+        ranks = [FunnelBatchSampler(labels, membership, self.BATCH, seed=5, num_replicas=2, rank=r) for r in range(2)]
         shards = [list(s) for s in ranks]
         assert len(shards[0]) == len(shards[1]) == len(ranks[0]) == len(ranks[1])
         assert len(ranks[0]) == -(-len(full) // 2)

@@ -159,7 +159,12 @@ class TestPairLoss:
 
         membership, margins, _, scores = tiny_case()
         pairs = TierPairSampler(membership, margins, pairs_per_lead=100, seed=0).sample()
-        torch_pairs = Pairs(torch.from_numpy(pairs.winners), torch.from_numpy(pairs.losers), torch.tensor(pairs.margins, dtype=torch.float32), torch.from_numpy(pairs.tiers))
+        torch_pairs = Pairs(
+            torch.from_numpy(pairs.winners),
+            torch.from_numpy(pairs.losers),
+            torch.tensor(pairs.margins, dtype=torch.float32),
+            torch.from_numpy(pairs.tiers),
+        )
         expected, _ = preference_loss(torch.tensor(scores, dtype=torch.float32), torch_pairs, len(ORDER.tiers))
         assert pair_loss(scores, pairs) == pytest.approx(float(expected), rel=1e-5)
 
@@ -178,7 +183,10 @@ class TestHPROObjective:
         pairs = objective.pairs_  # held fixed for the check
         step = 1e-6
         numeric = np.array(
-            [(objective.loss(scores + step * e, pairs) - objective.loss(scores - step * e, pairs)) / (2 * step) for e in np.eye(len(scores))]
+            [
+                (objective.loss(scores + step * e, pairs) - objective.loss(scores - step * e, pairs)) / (2 * step)
+                for e in np.eye(len(scores))
+            ]
         )
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
@@ -198,7 +206,8 @@ class TestHPROObjective:
         _, hess = objective(scores)
         pairs, step = objective.pairs_, 1e-4
         numeric = [
-            (objective.loss(scores + step * e, pairs) - 2 * objective.loss(scores, pairs) + objective.loss(scores - step * e, pairs)) / step**2
+            (objective.loss(scores + step * e, pairs) - 2 * objective.loss(scores, pairs) + objective.loss(scores - step * e, pairs))
+            / step**2
             for e in np.eye(len(scores))
         ]
         np.testing.assert_allclose(hess, numeric, rtol=1e-3, atol=1e-6)
@@ -281,7 +290,9 @@ class TestPairwiseLogisticBaseline:
 
     def test_without_the_pair_term_it_is_logistic_regression(self, split: TimeSplit) -> None:
         encoder = SideEncoder(NEV).fit(split.train)
-        reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(encoder.transform(split.train).astype(float), split.train["label"])
+        reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(
+            encoder.transform(split.train).astype(float), split.train["label"]
+        )
         model = PairwiseLogisticBaseline(NEV, PAPER, hpro_weight=0.0).fit(split.train)
         expected = reference.predict_proba(encoder.transform(split.test).astype(float))[:, 1]
         np.testing.assert_allclose(model.predict(split.test), expected, atol=1e-4)

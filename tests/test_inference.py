@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from helpers import train_tiny_model
 from leadrank.artifact import Artifact, blend_scores, load, read_manifest
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
 from leadrank.data.schema import LeadDataError
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import SCORE_COLUMNS, FileSummary, ScoreConfig, Scorer
-from helpers import train_tiny_model
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -89,9 +89,7 @@ class TestScore:
         expected = {"point": point, "pair": pair, "blend": blend_scores(point, pair, artifact.score_stats)}[best]
         assert_allclose(scorer.score(leads)["rank_score"].to_numpy(), expected, rtol=0, atol=1e-6)
 
-    def test_blend_standardises_with_the_artifacts_score_stats(
-        self, artifact: Artifact, model_dir: Path, leads: pd.DataFrame
-    ) -> None:
+    def test_blend_standardises_with_the_artifacts_score_stats(self, artifact: Artifact, model_dir: Path, leads: pd.DataFrame) -> None:
         assert artifact.score_stats == read_manifest(model_dir)["score_stats"]
         # stats far from the batch's own: a blend that standardised on the batch would not match
         artifact.score_stats = {"point_mean": 1.5, "point_std": 2.0, "pair_mean": -0.5, "pair_std": 0.25}
@@ -231,9 +229,7 @@ class TestScoreFile:
         assert rejected["lead_id"].tolist() == leads["lead_id"].iloc[[1, 4]].tolist()
         assert rejected["_reason"].str.startswith("duplicate lead_id").all()
 
-    def test_a_parquet_output_whose_first_chunk_is_all_rejected(
-        self, model_dir: Path, table: pd.DataFrame, tmp_path: Path
-    ) -> None:
+    def test_a_parquet_output_whose_first_chunk_is_all_rejected(self, model_dir: Path, table: pd.DataFrame, tmp_path: Path) -> None:
         clean = table.iloc[:9].reset_index(drop=True)
         bad = clean.copy()
         bad["app_visits_7d"] = bad["app_visits_7d"].astype(object)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-
 from pathlib import Path
 
 import duckdb
@@ -32,8 +31,7 @@ def leads(n: int = 7) -> pd.DataFrame:
             "days_since_contact": [float(i) if i % 3 else float("nan") for i in range(n)],
             "visits": list(range(n)),
             "city": ["上海", "Zürich", "Berlin", "Bergen", "Oslo", "Lima", "Rome"][:n] + ["x"] * max(0, n - 7),
-            "dialogue": ["", "客户: 想试驾", "NA", "agent: hi\ncustomer: \"hello\", ok", "", "null", "x"][:n]
-            + ["y"] * max(0, n - 7),
+            "dialogue": ["", "客户: 想试驾", "NA", 'agent: hi\ncustomer: "hello", ok', "", "null", "x"][:n] + ["y"] * max(0, n - 7),
             "label": [i % 2 for i in range(n)],
         }
     )
@@ -182,9 +180,7 @@ class TestChunkedReading:
 
 class TestAtomicWrites:
     @pytest.mark.parametrize("suffix", FILE_SUFFIXES)
-    def test_failed_write_leaves_destination_unchanged(
-        self, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_failed_write_leaves_destination_unchanged(self, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
         destination = tmp_path / f"leads{suffix}"
         write_table(leads(3), destination)
         before = destination.read_bytes()
@@ -248,10 +244,7 @@ class TestAtomicWrites:
 
 class TestErrors:
     def test_unknown_suffix_lists_supported(self, tmp_path: Path) -> None:
-        expected = (
-            r"unsupported file type '\.xlsx'; "
-            r"expected one of \.csv, \.parquet, \.pq, \.jsonl, \.ndjson, \.duckdb, \.db"
-        )
+        expected = r"unsupported file type '\.xlsx'; " r"expected one of \.csv, \.parquet, \.pq, \.jsonl, \.ndjson, \.duckdb, \.db"
         with pytest.raises(ValueError, match=expected):
             read_table(tmp_path / "leads.xlsx")
         with pytest.raises(ValueError, match=expected):
@@ -356,9 +349,7 @@ class TestBrokenText:
         assert len(str(caught.value)) < 300
 
     @pytest.mark.parametrize("content", [b"", b"  \n\r\n\t\n", b"\xef\xbb\xbf"])
-    @pytest.mark.parametrize(
-        ("suffix", "needs"), [(".csv", "a header row"), (".jsonl", "one JSON object per line")]
-    )
+    @pytest.mark.parametrize(("suffix", "needs"), [(".csv", "a header row"), (".jsonl", "one JSON object per line")])
     def test_empty_file(self, tmp_path: Path, content: bytes, suffix: str, needs: str) -> None:
         path = write_bytes(tmp_path / f"leads{suffix}", content)
         expected = rf"leads{suffix} is empty: a lead table needs {needs}"

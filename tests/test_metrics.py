@@ -169,7 +169,13 @@ class TestLiftTable:
         # Rank-ordered labels: 1 1 0 | 1 0 1 | 0 0 | 0 0 (sizes 3, 3, 2, 2); overall rate 0.4.
         table = lift_table(Y10, S10, n_bins=4)
         assert list(table.columns) == [
-            "bin", "leads", "positives", "rate", "lift", "cumulative_positives", "cumulative_recall",
+            "bin",
+            "leads",
+            "positives",
+            "rate",
+            "lift",
+            "cumulative_positives",
+            "cumulative_recall",
         ]
         assert table["bin"].tolist() == [1, 2, 3, 4]
         assert table["leads"].tolist() == [3, 3, 2, 2]

@@ -72,9 +72,7 @@ def bpe_tok() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(SENTENCES * 3, trainer)
     return _fast(tok)
 
@@ -315,9 +313,7 @@ class TestBuildPrompt:
             assert prompt.endswith("\nAnswer:")
 
     def test_custom_template(self):
-        template = PromptTemplate(
-            instruction="Judge the lead.", question="Will they buy?", answer_yes="Y", answer_no="N"
-        )
+        template = PromptTemplate(instruction="Judge the lead.", question="Will they buy?", answer_yes="Y", answer_no="N")
         prompt = build_prompt(SMALL_ROW, SMALL_SPEC, template=template)
         assert prompt.startswith("Judge the lead.\n\nLead record:\n")
         assert prompt.endswith("\n\nWill they buy?\nAnswer:")
@@ -391,10 +387,7 @@ class TestBuildPrompts:
         for budget in (None, 0, 7, 25, 10_000):
             tokenizer = bpe_tok if budget is not None else None
             got = build_prompts(table, SMALL_SPEC, tokenizer=tokenizer, max_dialogue_tokens=budget)
-            want = [
-                build_prompt(row, SMALL_SPEC, tokenizer=tokenizer, max_dialogue_tokens=budget)
-                for row in table.to_dict("records")
-            ]
+            want = [build_prompt(row, SMALL_SPEC, tokenizer=tokenizer, max_dialogue_tokens=budget) for row in table.to_dict("records")]
             assert got == want
 
     def test_row_order_and_missing_values(self):
@@ -614,9 +607,7 @@ def test_property_same_as_tokenizing_everything(request, monkeypatch, tok_name, 
 @pytest.mark.parametrize("chars_per_token", [1, 8])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dialogues=st.lists(long_dialogues(), min_size=1, max_size=5), budget=st.integers(1, 120))
-def test_property_build_prompts_same_as_tokenizing_everything(
-    request, monkeypatch, tok_name, chars_per_token, dialogues, budget
-):
+def test_property_build_prompts_same_as_tokenizing_everything(request, monkeypatch, tok_name, chars_per_token, dialogues, budget):
     monkeypatch.setattr(prompt_module, "_CHARS_PER_TOKEN", chars_per_token)
     tokenizer = request.getfixturevalue(tok_name)
     spec = FeatureSpec(features=[], dialogue_column="dialogue")

@@ -17,6 +17,7 @@ import torch
 
 import leadrank.registry as registry
 import leadrank.training as training
+from helpers import reset_accelerate
 from leadrank.artifact import FORMAT_VERSION, MANIFEST, ArtifactError, load, read_manifest, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.minimums import TooFewLeadsError, check_minimums
@@ -24,15 +25,21 @@ from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.registry import RegistryError, current, publish, retrain, rollback, versions
 from leadrank.training import RunConfig, TrainConfig
-from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
 # every model field the presets set is pinned, so preset changes do not reach these tests
 RUN = {
     "model": {"backbone": "tiny", "mode": "lora", "pooling": "last", "pool_layer": -1, "max_dialogue_tokens": 32, "lora_r": 4},
-    "train": {"batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
-              "min_train_positives": 5, "min_train_negatives": 5},
+    "train": {
+        "batch_size": 12,
+        "max_steps": 4,
+        "eval_every": 2,
+        "warmup_steps": 1,
+        "lr_heads": 1e-3,
+        "min_train_positives": 5,
+        "min_train_negatives": 5,
+    },
 }
 
 
@@ -356,7 +363,9 @@ class TestRetrainChecks:
         assert len(window) < len(leads)
         assert set(seen[0]["lead_id"]) == set(time_split(window, 0.15).train["lead_id"])
 
-    def test_too_few_leads_in_a_segment_is_refused_before_training(self, reg: Path, leads: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_too_few_leads_in_a_segment_is_refused_before_training(
+        self, reg: Path, leads: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setattr(registry, "train", lambda *a, **k: pytest.fail("must not train"))
         with pytest.raises(TooFewLeadsError, match="segment specialist_id="):  # 40 specialists, ~1 positive each
             run_retrain(reg, leads, segment_column="specialist_id")

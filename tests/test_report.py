@@ -49,8 +49,15 @@ def _predictions(seeds: list[int]) -> pd.DataFrame:
             probability = 1 / (1 + np.exp(-score)) if model != WEAK else np.full(N_LEADS, np.nan)
             frames.append(
                 pd.DataFrame(
-                    {"model": model, "seed": seed, "lead_id": [f"L{i:04d}" for i in range(N_LEADS)], "label": label,
-                     "stage": stage, "score": score, "probability": probability}
+                    {
+                        "model": model,
+                        "seed": seed,
+                        "lead_id": [f"L{i:04d}" for i in range(N_LEADS)],
+                        "label": label,
+                        "stage": stage,
+                        "score": score,
+                        "probability": probability,
+                    }
                 )
             )
     return pd.concat(frames, ignore_index=True)
@@ -378,10 +385,12 @@ class TestSummaryHtml:
         (row,) = re.findall(r"<tr><td><a.*?</tr>", summary)
         entry = {e["model"]: e for e in summarise(load_results(results_dir).run_dicts())}[STRONG]
         predictions = load_predictions(results_dir)
-        found = np.mean([
-            part.nlargest(N_LEADS // 10, "score")["label"].sum() / part["label"].sum()
-            for _, part in predictions[predictions["model"] == STRONG].groupby("seed")
-        ])
+        found = np.mean(
+            [
+                part.nlargest(N_LEADS // 10, "score")["label"].sum() / part["label"].sum()
+                for _, part in predictions[predictions["model"] == STRONG].groupby("seed")
+            ]
+        )
         assert f"<td>{STRONG} <small>(highest mean auc)</small></td>" in row
         assert f"<td>{entry['auc_mean']:.3f} ± {entry['auc_std']:.3f}</td>" in row
         assert f"<td>{entry['p@1%_mean']:.1%} ± {entry['p@1%_std']:.1%}</td>" in row
@@ -440,8 +449,11 @@ def _distinct_styles(ax: object, models: list[str]) -> None:
 class TestFigureLegibility:
     def test_sixteen_models_get_distinct_lines_and_the_legend_stays_off_the_plots(self) -> None:
         predictions, models = _many_models()
-        for build, extra in ((report._gain_figure, ["random"]), (report._precision_figure, ["base rate"]),
-                             (report._reliability_figure, ["perfectly calibrated"])):
+        for build, extra in (
+            (report._gain_figure, ["random"]),
+            (report._precision_figure, ["base rate"]),
+            (report._reliability_figure, ["perfectly calibrated"]),
+        ):
             figure = build(predictions, models)
             _distinct_styles(figure.axes[0], models)
             assert sorted(_check_legend_outside(figure)) == sorted(models + extra)

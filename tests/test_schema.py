@@ -177,9 +177,7 @@ class TestColumns:
         assert "read by a tier rule" in problems[2].message
 
     def test_supervision_columns_are_not_read_without_labels(self) -> None:
-        table = small_table(
-            label=[0, 2, "maybe", None], funnel_stage=["won", None, "new", 3], call_duration_s=["long", 1, 2, 3]
-        )
+        table = small_table(label=[0, 2, "maybe", None], funnel_stage=["won", None, "new", 3], call_duration_s=["long", 1, 2, 3])
         validate(table, SMALL, FUNNEL, require_labels=False)  # scoring: not one of them is read
         columns = [p.column for p in problems_of(table)]
         assert columns == ["label", "label", "funnel_stage", "funnel_stage", "call_duration_s"]
@@ -292,8 +290,7 @@ class TestValues:
         problems = problems_of(small_table(lead_id=["a", None, "a", "a"]))
         assert [p.message for p in problems] == [
             "1 value is missing",
-            "1 lead_id appears more than once: 'a' at rows 0, 2, 3 (2 later rows flagged; "
-            "the first row of each id counts as valid)",
+            "1 lead_id appears more than once: 'a' at rows 0, 2, 3 (2 later rows flagged; " "the first row of each id counts as valid)",
         ]
         assert problems[1].rows == (2, 3) and problems[1].lead_ids == ("a",)
 
@@ -320,9 +317,7 @@ class TestRendering:
 
 class TestSplitValid:
     def test_keeps_valid_rows_unchanged(self) -> None:
-        table = small_table(
-            lead_id=["a", "b", "a", "d"], visits=[1, "x", 3, 4], label=[0, 1, 0, 5]
-        ).set_index(pd.Index([10, 20, 30, 40]))
+        table = small_table(lead_id=["a", "b", "a", "d"], visits=[1, "x", 3, 4], label=[0, 1, 0, 5]).set_index(pd.Index([10, 20, 30, 40]))
         valid, rejected = split_valid(table, SMALL, FUNNEL)
         pd.testing.assert_frame_equal(valid, table.iloc[[0]])
         assert len(valid) + len(rejected) == len(table)
@@ -512,9 +507,7 @@ def corrupted_tables(draw: st.DrawFn) -> tuple[pd.DataFrame, set[int], bool]:
     columns: dict[str, list[object]] = {
         "lead_id": [f"id{i}" for i in range(n)],
         "as_of": [f"2024-02-{1 + i % 28:02d}" for i in range(n)],
-        "visits": draw(
-            st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=False)), min_size=n, max_size=n)
-        ),
+        "visits": draw(st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=False)), min_size=n, max_size=n)),
         "city": draw(st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=n, max_size=n)),
         "parking": draw(st.lists(st.sampled_from([True, False, None, "yes", "NO", 0, 1]), min_size=n, max_size=n)),
         "dialogue": draw(st.lists(st.text(max_size=5), min_size=n, max_size=n)),

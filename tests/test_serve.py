@@ -23,12 +23,14 @@ import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from typer.testing import CliRunner
 
 import leadrank.cli as cli
 import leadrank.serve as serve
+from helpers import train_tiny_model
 from leadrank.artifact import load, read_manifest
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
@@ -36,7 +38,6 @@ from leadrank.errors import ConfigurationError
 from leadrank.explain import explain
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.serve import TOKEN_ENV, ServeSettings, app_from_env, create_app
-from helpers import train_tiny_model
 
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")
 FEATURES = FeatureSpec(features=[f for f in FeatureSpec.nev_default().features if f.name in _KEEP])
@@ -211,7 +212,14 @@ class TestContractErrors:
 
     @pytest.mark.parametrize(
         ("body", "status"),
-        [(b"", 422), (b'{"leads": []}', 422), (b'{"leads": [', 422), (b"[1, 2]", 422), (b'{"leads": "all"}', 422), (b'{"leads": "\xff"}', 400)],
+        [
+            (b"", 422),
+            (b'{"leads": []}', 422),
+            (b'{"leads": [', 422),
+            (b"[1, 2]", 422),
+            (b'{"leads": "all"}', 422),
+            (b'{"leads": "\xff"}', 400),
+        ],
     )
     def test_malformed_bodies_get_a_json_error(self, client: TestClient, body: bytes, status: int) -> None:
         response = client.post("/score", content=body, headers={"content-type": "application/json"})
@@ -220,9 +228,7 @@ class TestContractErrors:
 
 
 class TestLimitsAndAuth:
-    def test_a_dialogue_over_the_character_limit_is_422_naming_the_lead_and_the_limit(
-        self, model_dir: Path, leads: pd.DataFrame
-    ) -> None:
+    def test_a_dialogue_over_the_character_limit_is_422_naming_the_lead_and_the_limit(self, model_dir: Path, leads: pd.DataFrame) -> None:
         body = as_json(leads.iloc[:3])
         body[0]["dialogue"] = "x" * 1000  # at the limit: fine
         body[1]["dialogue"] = "Customer: hi\n" * 77  # 1,001 characters
@@ -243,7 +249,9 @@ class TestLimitsAndAuth:
             response = limited.post("/score", json=big)
             assert response.status_code == 413
             assert "524,288 bytes" in response.json()["error"]
-            streamed = limited.post("/score", content=iter([b'{"leads": [', b" " * 2**19, b"]}"]), headers={"content-type": "application/json"})
+            streamed = limited.post(
+                "/score", content=iter([b'{"leads": [', b" " * 2**19, b"]}"]), headers={"content-type": "application/json"}
+            )
             assert streamed.status_code == 413  # no Content-Length: counted while reading
 
     def test_a_token_is_required_except_for_health(self, model_dir: Path, leads: pd.DataFrame) -> None:
@@ -376,8 +384,13 @@ class TestMicroBatching:
 
 _FIELDS = ["lead_id", "as_of", "dialogue", *FEATURES.names]
 _JUNK = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=20),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
     st.just("Customer: \ud800 lone surrogate"),  # sent as the JSON escape "\\ud800"
 )
 
@@ -455,15 +468,36 @@ class TestServeCommand:
         monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
         monkeypatch.setattr(signal, "signal", lambda *args: None)  # run() sets a SIGTERM handler; not in pytest
         monkeypatch.setenv("LEADRANK_SERVE_CONFIG", "")  # restored after the test
-        result = runner.invoke(cli.app, [
-            "serve", str(model_dir), "--port", "9123", "--max-batch", "7", "--workers", "2", "--max-request-bytes", "5000",
-            "--batch-wait-ms", "12.5", "--threads", "1", "--rank-by", "point",
-        ])
+        result = runner.invoke(
+            cli.app,
+            [
+                "serve",
+                str(model_dir),
+                "--port",
+                "9123",
+                "--max-batch",
+                "7",
+                "--workers",
+                "2",
+                "--max-request-bytes",
+                "5000",
+                "--batch-wait-ms",
+                "12.5",
+                "--threads",
+                "1",
+                "--rank-by",
+                "point",
+            ],
+        )
         assert result.exit_code == 0, result.output
         [(args, kwargs)] = calls
         assert args == ("leadrank.serve:app_from_env",)
         assert kwargs | {"timeout_graceful_shutdown": None} == {
-            "factory": True, "host": "127.0.0.1", "port": 9123, "workers": 2, "timeout_graceful_shutdown": None
+            "factory": True,
+            "host": "127.0.0.1",
+            "port": 9123,
+            "workers": 2,
+            "timeout_graceful_shutdown": None,
         }
         app = app_from_env()  # what each uvicorn worker builds
         settings = app.state.settings
@@ -491,7 +525,10 @@ class TestRealServer:
         env = {**os.environ, TOKEN_ENV: "tok", "LEADRANK_CACHE": str(tmp_path_factory.getbasetemp() / "leadrank-cache")}
         server = subprocess.Popen(
             [sys.executable, "-m", "leadrank", "serve", str(model_dir), "--port", str(port)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer tok"}
         try:
@@ -508,9 +545,7 @@ class TestRealServer:
 
             in_flight: dict[str, httpx.Response] = {}
             sender = threading.Thread(
-                target=lambda: in_flight.update(
-                    r=httpx.post(f"{url}/score", json={"leads": as_json(leads)}, headers=auth, timeout=60)
-                )
+                target=lambda: in_flight.update(r=httpx.post(f"{url}/score", json={"leads": as_json(leads)}, headers=auth, timeout=60))
             )
             sender.start()
             while sender.is_alive() and httpx.get(f"{url}/health").json()["pending"] == 0:

@@ -26,8 +26,15 @@ from leadrank.training import TrainConfig, train
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
 EXACT = ScoreConfig(dtype="fp32")
-SIDE_MODEL = {"backbone": "tiny", "mode": "frozen", "pooling": "mean", "pool_layer": 1, "max_dialogue_tokens": 32,
-              "reading": "dialogue", "side_input": True}
+SIDE_MODEL = {
+    "backbone": "tiny",
+    "mode": "frozen",
+    "pooling": "mean",
+    "pool_layer": 1,
+    "max_dialogue_tokens": 32,
+    "reading": "dialogue",
+    "side_input": True,
+}
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -48,8 +55,9 @@ def _train(table: pd.DataFrame, features: FeatureSpec = FEATURES, **model: objec
 
 class TestSideEncoder:
     def test_columns_scale_and_unseen_categories(self) -> None:
-        spec = FeatureSpec(features=[{"name": "visits", "kind": "numeric"}, {"name": "city", "kind": "categorical"},
-                                     {"name": "app", "kind": "bool"}])
+        spec = FeatureSpec(
+            features=[{"name": "visits", "kind": "numeric"}, {"name": "city", "kind": "categorical"}, {"name": "app", "kind": "bool"}]
+        )
         train_part = pd.DataFrame({"visits": [1.0, 3.0, None, 4.0], "city": ["a", "b", "a", "a"], "app": ["yes", "no", "yes", None]})
         encoder = SideEncoder(spec).fit(train_part)
         assert encoder.column_names == ["visits", "visits=missing", "city=a", "city=b", "app", "app=missing"]
@@ -191,7 +199,10 @@ class TestPromptFromConfig:
 
         config = tmp_path / "run.yaml"
         config.write_text(
-            "model:\n  prompt:\n    instruction: You are a letting agent.\n    question: Will this tenant sign a lease? Answer Yes or No.\n",
+            "model:\n"
+            "  prompt:\n"
+            "    instruction: You are a letting agent.\n"
+            "    question: Will this tenant sign a lease? Answer Yes or No.\n",
             encoding="utf-8",
         )
         run = RunConfig.resolve("cpu-quick", config, model={"backbone": "tiny", "pool_layer": 1})

@@ -143,8 +143,7 @@ class TestLeakage:
     def test_supervision_column_is_refused(self) -> None:
         with pytest.raises(
             ValueError,
-            match=r"^feature 'funnel_stage' is a supervision column \(outcome after as_of\); "
-            r"remove it from the FeatureSpec$",
+            match=r"^feature 'funnel_stage' is a supervision column \(outcome after as_of\); " r"remove it from the FeatureSpec$",
         ):
             check_no_leakage(["visits", "funnel_stage"], ["label", "funnel_stage"])
 

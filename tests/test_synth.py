@@ -130,9 +130,7 @@ class TestOutcome:
         assert abs(dense["label"].mean() - rate) < 4 * se
 
     @pytest.mark.parametrize("preset", ["default", "dense"])
-    def test_true_propensity_is_an_informative_probability(
-        self, preset: str, request: pytest.FixtureRequest
-    ) -> None:
+    def test_true_propensity_is_an_informative_probability(self, preset: str, request: pytest.FixtureRequest) -> None:
         table = request.getfixturevalue(preset)
         p = table["_true_propensity"]
         assert ((p > 0) & (p < 1)).all()
@@ -146,13 +144,7 @@ class TestDialogue:
         assert set(default.loc[empty, "stage_at_as_of"]) == {"new"}
 
     def test_lines_are_speaker_tagged_or_notes(self, default: pd.DataFrame) -> None:
-        bad = [
-            line
-            for text in default["dialogue"]
-            if text
-            for line in text.split("\n")
-            if not line.startswith(LINE_PREFIXES)
-        ]
+        bad = [line for text in default["dialogue"] if text for line in text.split("\n") if not line.startswith(LINE_PREFIXES)]
         assert bad == []
 
     def test_every_dialogue_opens_with_the_specialist(self, default: pd.DataFrame) -> None:
@@ -194,9 +186,7 @@ class TestNoSingleKeywordSolvesIt:
         assert roc_auc_score(dense["label"], dense["_true_propensity"]) > 0.8
 
     @pytest.mark.parametrize("word", ["yes", "no"])
-    def test_answer_words_occur_for_both_labels(
-        self, dense: pd.DataFrame, dense_words: list[set[str]], word: str
-    ) -> None:
+    def test_answer_words_occur_for_both_labels(self, dense: pd.DataFrame, dense_words: list[set[str]], word: str) -> None:
         has_word = np.array([word in words for words in dense_words])
         labels = dense["label"].to_numpy()
         assert has_word[labels == 1].mean() > 0.25

@@ -12,20 +12,20 @@ import pytest
 import torch
 
 import leadrank.training as training
+from helpers import reset_accelerate
 from leadrank.config import Feature, FeatureSpec, FunnelSpec
 from leadrank.data.prompt import build_prompts
-from leadrank.hardware import resolve_dtype
 from leadrank.data.schema import LeadDataError
 from leadrank.data.split import validation_slice
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.funnel import FunnelBatchSampler, tier_membership
+from leadrank.hardware import resolve_dtype
 from leadrank.metrics import auc
 from leadrank.model.asllr import ModelConfig
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache, extract_features
 from leadrank.model.inputs import collate, tokenize
 from leadrank.training import TrainConfig, TrainResult, train
-from helpers import reset_accelerate
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -65,8 +65,6 @@ def _fresh_accelerate_state() -> None:
     reset_accelerate()
 
 
-
-
 def run(
     table: pd.DataFrame,
     mode: str = "frozen",
@@ -79,15 +77,26 @@ def run(
     **overrides: object,
 ) -> tuple[TrainResult, list[dict[str, float]]]:
     settings: dict[str, object] = {
-        "batch_size": 12, "max_steps": 4, "eval_every": 2, "warmup_steps": 1, "lr_heads": 1e-3,
-        "min_train_positives": 1, "min_train_negatives": 1,  # tiny tables; the default minimums are for real runs
+        "batch_size": 12,
+        "max_steps": 4,
+        "eval_every": 2,
+        "warmup_steps": 1,
+        "lr_heads": 1e-3,
+        "min_train_positives": 1,
+        "min_train_negatives": 1,  # tiny tables; the default minimums are for real runs
     }  # dtype stays at its default (auto: bf16 where the CPU has it natively), as users get it
     settings.update(overrides)
     model_config = ModelConfig(**{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 64, **(model or {})})
     logged: list[dict[str, float]] = []
     result = train(
-        table, features, funnel, model_config, TrainConfig(**settings),
-        checkpoint_dir=checkpoint_dir, resume=resume, progress=logged.append,
+        table,
+        features,
+        funnel,
+        model_config,
+        TrainConfig(**settings),
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress=logged.append,
     )
     return result, logged
 
@@ -205,7 +214,6 @@ class TestModes:
         assert same_tensors(head_state(without, "pair"), head_state(untrained, "pair"), atol=1e-9)
         assert not same_tensors(head_state(without, "point"), head_state(untrained, "point"), atol=1e-6)
 
-
     def test_two_runs_with_different_bf16_in_one_process(self) -> None:
         small = simulate(SynthConfig.preset("dense", n=150, seed=1))
         run(small, "frozen", max_steps=1, dtype="fp32")
@@ -223,9 +231,7 @@ class TestModes:
         assert from_folder.backbone.reference == str(folder)
         assert same_tensors(trainable(from_tiny), trainable(from_folder), atol=1e-6)
 
-    def test_frozen_result_does_not_depend_on_a_warm_feature_cache(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_frozen_result_does_not_depend_on_a_warm_feature_cache(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         small = simulate(SynthConfig.preset("dense", n=150, seed=2))
         monkeypatch.setenv("LEADRANK_CACHE", str(tmp_path / "fresh"))
         cold, _ = run(small, "frozen", seed=1)  # computes the features and caches them
@@ -323,7 +329,9 @@ def _crash_after_first_save(monkeypatch: pytest.MonkeyPatch, at_step: int | None
 
 
 class TestResume:
-    @pytest.mark.parametrize(("mode", "head_start_steps"), [("lora", 0), ("frozen", 0), ("lora", 3)], ids=["lora", "frozen", "lora-head-start"])
+    @pytest.mark.parametrize(
+        ("mode", "head_start_steps"), [("lora", 0), ("frozen", 0), ("lora", 3)], ids=["lora", "frozen", "lora-head-start"]
+    )
     def test_crash_and_resume_matches_an_uninterrupted_run(
         self, table: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, head_start_steps: int
     ) -> None:

@@ -12,8 +12,19 @@ from leadrank.errors import ConfigurationError, DataContractError, EnvironmentPr
 
 __version__ = "0.1.0"
 __all__ = [
-    "ConfigurationError", "DataContractError", "EnvironmentProblem", "Feature", "FeatureSpec", "FunnelSpec", "LeadRanker",
-    "LeadrankError", "Model", "Tier", "__version__", "load", "train",
+    "ConfigurationError",
+    "DataContractError",
+    "EnvironmentProblem",
+    "Feature",
+    "FeatureSpec",
+    "FunnelSpec",
+    "LeadRanker",
+    "LeadrankError",
+    "Model",
+    "Tier",
+    "__version__",
+    "load",
+    "train",
 ]
 
 _API = ("LeadRanker", "Model", "load", "train")

@@ -164,9 +164,7 @@ def _check_specialists(specialists: pd.DataFrame, arms: int) -> pd.DataFrame:
             f"{required} and optionally {TIER_COLUMN!r}; rename your columns to these names."
         )
     if len(specialists) < 2 * arms:
-        raise DataContractError(
-            f"{arms} arms need at least {2 * arms} specialists (2 per arm, for the t-test); got {len(specialists)}."
-        )
+        raise DataContractError(f"{arms} arms need at least {2 * arms} specialists (2 per arm, for the t-test); got {len(specialists)}.")
     table = specialists.reset_index(drop=True)
     problems = _id_problems(table[SPECIALIST_COLUMN], "specialists table")
     counts = table[list(BALANCE_COLUMNS)].apply(pd.to_numeric, errors="coerce")
@@ -400,11 +398,7 @@ def analyze(outcomes: pd.DataFrame, assignment: pd.DataFrame | None = None, *, s
         >>> result.summary[["arm", "conversion_rate", "uplift", "p_value"]]  # doctest: +SKIP
     """
     leads, arms = _join_arms(_check_outcomes(outcomes, assignment), assignment)
-    per_specialist = (
-        leads.groupby([ARM_COLUMN, SPECIALIST_COLUMN])[CONVERTED_COLUMN]
-        .agg(leads="size", conversions="sum")
-        .reset_index()
-    )
+    per_specialist = leads.groupby([ARM_COLUMN, SPECIALIST_COLUMN])[CONVERTED_COLUMN].agg(leads="size", conversions="sum").reset_index()
     _check_arms(per_specialist, arms)
     by_arm = {arm: rows for arm, rows in per_specialist.groupby(ARM_COLUMN)}
     rng = np.random.default_rng(seed)
@@ -431,11 +425,13 @@ def _check_outcomes(outcomes: pd.DataFrame, assignment: pd.DataFrame | None) -> 
     if ARM_COLUMN in table.columns:
         problems += _rows_problem(table[ARM_COLUMN].isna(), table[ARM_COLUMN], f"{ARM_COLUMN!r} is missing")
     _raise_if(problems, "outcomes table")
-    leads = pd.DataFrame({
-        SPECIALIST_COLUMN: table[SPECIALIST_COLUMN].astype(str),
-        DATE_COLUMN: dates.dt.normalize(),
-        CONVERTED_COLUMN: converted.astype(int),
-    })
+    leads = pd.DataFrame(
+        {
+            SPECIALIST_COLUMN: table[SPECIALIST_COLUMN].astype(str),
+            DATE_COLUMN: dates.dt.normalize(),
+            CONVERTED_COLUMN: converted.astype(int),
+        }
+    )
     if ARM_COLUMN in table.columns:
         leads[ARM_COLUMN] = table[ARM_COLUMN].astype(str)
     return leads
@@ -466,9 +462,7 @@ def _join_arms(leads: pd.DataFrame, assignment: pd.DataFrame | None) -> tuple[pd
 def _arm_lookup(assignment: pd.DataFrame) -> pd.Series:
     missing = [column for column in (SPECIALIST_COLUMN, ARM_COLUMN) if column not in assignment.columns]
     if missing:
-        raise DataContractError(
-            f"The assignment lacks column(s) {missing}; pass the table that `leadrank abtest plan` wrote."
-        )
+        raise DataContractError(f"The assignment lacks column(s) {missing}; pass the table that `leadrank abtest plan` wrote.")
     table = assignment.reset_index(drop=True)
     _raise_if(_id_problems(table[SPECIALIST_COLUMN], "assignment"), "assignment")
     return pd.Series(table[ARM_COLUMN].astype(str).to_numpy(), index=table[SPECIALIST_COLUMN].astype(str))
@@ -618,15 +612,17 @@ def _cumulative_arm(arm: str, leads: pd.DataFrame) -> pd.DataFrame:
     residuals = c - n.mul(rate, axis=0)
     se = np.sqrt(k / (k - 1) * (residuals**2).sum(axis=1)) / total_leads
     half_width = stats.norm.ppf(0.5 + CONFIDENCE / 2) * se
-    return pd.DataFrame({
-        ARM_COLUMN: arm,
-        DATE_COLUMN: rate.index,
-        "leads": total_leads.to_numpy(),
-        "conversions": total_conversions.to_numpy(),
-        "conversion_rate": rate.to_numpy(),
-        "conversion_low": (rate - half_width).clip(lower=0.0).to_numpy(),
-        "conversion_high": (rate + half_width).clip(upper=1.0).to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            ARM_COLUMN: arm,
+            DATE_COLUMN: rate.index,
+            "leads": total_leads.to_numpy(),
+            "conversions": total_conversions.to_numpy(),
+            "conversion_rate": rate.to_numpy(),
+            "conversion_low": (rate - half_width).clip(lower=0.0).to_numpy(),
+            "conversion_high": (rate + half_width).clip(upper=1.0).to_numpy(),
+        }
+    )
 
 
 #: Printed under the cumulative figure: why an early gap between the arms means little.
@@ -679,9 +675,7 @@ def _arm_order(arms: Sequence[object]) -> list[str]:
 def _id_problems(ids: pd.Series, where: str) -> list[str]:
     problems = _rows_problem(ids.isna(), ids, f"{SPECIALIST_COLUMN!r} is missing")
     duplicated = ids.notna() & ids.astype(str).duplicated(keep="first")
-    return problems + _rows_problem(
-        duplicated, ids, f"{SPECIALIST_COLUMN!r} repeats; the {where} needs one row per specialist"
-    )
+    return problems + _rows_problem(duplicated, ids, f"{SPECIALIST_COLUMN!r} repeats; the {where} needs one row per specialist")
 
 
 def _rows_problem(bad: pd.Series, values: pd.Series, message: str) -> list[str]:

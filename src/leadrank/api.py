@@ -24,7 +24,8 @@ from leadrank import artifact as artifacts
 from leadrank.artifact import Artifact
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.inference import ScoreConfig, Scorer
-from leadrank.training import RunConfig, train as train_model
+from leadrank.training import RunConfig
+from leadrank.training import train as train_model
 
 __all__ = ["LeadRanker", "Model", "load", "train"]
 

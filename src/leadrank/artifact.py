@@ -60,8 +60,18 @@ if TYPE_CHECKING:  # only for the annotation: loading a model needs no training 
 FORMAT_VERSION = 3  # 3: the manifest records the checksum of every file (``files``)
 MANIFEST = "leadrank.json"
 REQUIRED_KEYS = (
-    "model_version", "files", "backbone", "model_config", "train_config", "features", "funnel",
-    "side_encoder", "rank_by", "score_stats", "calibration", "metrics",
+    "model_version",
+    "files",
+    "backbone",
+    "model_config",
+    "train_config",
+    "features",
+    "funnel",
+    "side_encoder",
+    "rank_by",
+    "score_stats",
+    "calibration",
+    "metrics",
 )
 SCORE_STATS = ("point_mean", "point_std", "pair_mean", "pair_std")
 _CHANGED = "the model folder was changed after training: restore it from where it came from or retrain"
@@ -106,11 +116,11 @@ class Calibration(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if not all(math.isfinite(value) for value in (self.a, self.b, *self.x, *self.y)):
-            raise ValueError(
-                "calibration: a, b, x and y must be finite numbers; the validation slice gave degenerate scores. Retrain."
-            )
+            raise ValueError("calibration: a, b, x and y must be finite numbers; the validation slice gave degenerate scores. Retrain.")
         if self.method == "platt" and not self.a > 0:
-            raise ValueError(f"calibration: Platt slope a must be > 0 so the ranking is kept; got a={self.a}. Refit or use method 'identity'.")
+            raise ValueError(
+                f"calibration: Platt slope a must be > 0 so the ranking is kept; got a={self.a}. Refit or use method 'identity'."
+            )
         if self.method == "isotonic":
             x, y = np.asarray(self.x, dtype=float), np.asarray(self.y, dtype=float)
             if len(x) == 0 or len(x) != len(y):
@@ -230,9 +240,11 @@ def save(artifact: Artifact, directory: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(f".{target.name}.", target.parent)
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in artifact.model.heads.state_dict().items()}, str(staging / "heads.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in artifact.model.heads.state_dict().items()}, str(staging / "heads.safetensors")
+        )
         if isinstance(artifact.model.lm, PeftModel):
-            artifact.model.lm.save_pretrained(staging / "adapter", safe_serialization=True)
+            artifact.model.lm.save_pretrained(str(staging / "adapter"), safe_serialization=True)
         artifact.tokenizer.save_pretrained(staging / "tokenizer")
         checksums = {name: _sha256(path) for name, path in _held_files(staging).items()}
         (staging / MANIFEST).write_text(json.dumps(artifact.manifest(checksums), indent=2), encoding="utf-8")
@@ -279,8 +291,9 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         if not adapter.exists():
             raise ArtifactError(f"{folder} is a LoRA model but has no {adapter.relative_to(folder)}; the directory is incomplete.")
         result = set_peft_model_state_dict(model.lm, _read_tensors(adapter))
-        if getattr(result, "unexpected_keys", None):
-            raise ArtifactError(f"{adapter} holds weights this backbone has no place for: {result.unexpected_keys[:3]}")
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise ArtifactError(f"{adapter} holds weights this backbone has no place for: {unexpected[:3]}")
     model.eval()
     artifact = Artifact(
         model=model,
@@ -454,8 +467,10 @@ def from_training(result: TrainResult) -> Artifact:
     """
     labels, point, pair = result.val_labels, result.val_point, result.val_pair
     stats = {
-        "point_mean": float(point.mean()), "point_std": float(point.std() or 1.0),
-        "pair_mean": float(pair.mean()), "pair_std": float(pair.std() or 1.0),
+        "point_mean": float(point.mean()),
+        "point_std": float(point.std() or 1.0),
+        "pair_mean": float(pair.mean()),
+        "pair_std": float(pair.std() or 1.0),
     }
     metrics: dict[str, float] = {"train_steps": result.steps, "train_seconds": round(result.seconds, 1), "best_step": result.best_step}
     calibration = fit_calibration(labels, point)
@@ -496,6 +511,8 @@ def choose_rank_by(metrics: dict[str, float]) -> RankBy:
 def _calibration_metrics(labels: np.ndarray, point: np.ndarray, calibration: Calibration) -> dict[str, float]:
     raw, calibrated, n_bins = Calibration().apply(point), calibration.apply(point), min(10, len(labels))
     return {
-        "val_brier_raw": brier(labels, raw), "val_brier_calibrated": brier(labels, calibrated),
-        "val_ece_raw": ece(labels, raw, n_bins), "val_ece_calibrated": ece(labels, calibrated, n_bins),
+        "val_brier_raw": brier(labels, raw),
+        "val_brier_calibrated": brier(labels, calibrated),
+        "val_ece_raw": ece(labels, raw, n_bins),
+        "val_ece_calibrated": ece(labels, calibrated, n_bins),
     }

@@ -66,9 +66,7 @@ class YamlModel(BaseModel):
         try:
             return cls.model_validate(data or {})
         except ValidationError as exc:
-            raise cls.file_error(
-                f"{path}: not a valid {cls.__name__}:\n{exc}\nfix: correct the field(s) named above in {path}"
-            ) from None
+            raise cls.file_error(f"{path}: not a valid {cls.__name__}:\n{exc}\nfix: correct the field(s) named above in {path}") from None
 
     def to_yaml(self, path: str | os.PathLike[str]) -> None:
         """Write as YAML, atomically."""
@@ -93,9 +91,7 @@ def _read_yaml(path: str | os.PathLike[str], kind: str, error: type[LeadrankErro
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise error(
-            f"{path}, line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); fix: save the file as UTF-8"
-        ) from None
+        raise error(f"{path}, line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); fix: save the file as UTF-8") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -124,13 +120,16 @@ def _yaml_message(path: str | os.PathLike[str], kind: str, text: str, exc: yaml.
     )
 
 
+FeatureKind = Literal["numeric", "categorical", "bool"]
+
+
 class Feature(BaseModel):
     """One input column."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="Column name in the lead table.")
-    kind: Literal["numeric", "categorical", "bool"] = Field(description="How the column is read and encoded.")
+    kind: FeatureKind = Field(description="How the column is read and encoded.")
     description: str = Field(default="", description="Plain words used in the prompt instead of the column name.")
     unit: str | None = Field(default=None, description="Unit shown after numbers in the prompt, e.g. 'days'.")
     min: float | None = Field(
@@ -203,6 +202,11 @@ class FeatureSpec(YamlModel):
         return cls._packaged("features_nev.yaml")
 
 
+TierSide = Literal["winner", "loser"]
+TIER_SIDES: tuple[TierSide, TierSide] = ("winner", "loser")
+"""The two sides of a :class:`Tier`, each a rule: the preferred leads, then those they are preferred to."""
+
+
 class Tier(BaseModel):
     """One preference tier: every winner is preferred to every loser by at least ``margin``."""
 
@@ -230,7 +234,7 @@ class FunnelSpec(YamlModel):
         if len(set(tier_names)) != len(tier_names):
             raise ValueError(f"tier names must be unique; got {tier_names}")
         for tier in self.tiers:
-            for side in ("winner", "loser"):
+            for side in TIER_SIDES:
                 try:
                     rule = self.rule(tier, side)
                 except RuleError as exc:
@@ -238,12 +242,11 @@ class FunnelSpec(YamlModel):
                 unknown = sorted(str(v) for v in rule.constants.get(self.stage_column, set()) if v not in self.stages)
                 if unknown:
                     raise ValueError(
-                        f"tier {tier.name!r} {side} rule {rule.text!r} names stage(s) {unknown} "
-                        f"that are not in stages {self.stages}"
+                        f"tier {tier.name!r} {side} rule {rule.text!r} names stage(s) {unknown} " f"that are not in stages {self.stages}"
                     )
         return self
 
-    def rule(self, tier: Tier, side: Literal["winner", "loser"]) -> Rule:
+    def rule(self, tier: Tier, side: TierSide) -> Rule:
         """The compiled rule of one side of a tier; ``stage`` refers to ``stage_column``."""
         return Rule(getattr(tier, side), aliases={"stage": self.stage_column})
 
@@ -252,7 +255,7 @@ class FunnelSpec(YamlModel):
         """Columns that describe the outcome: never model inputs."""
         columns = [self.label_column, self.stage_column]
         for tier in self.tiers:
-            for side in ("winner", "loser"):
+            for side in TIER_SIDES:
                 columns += sorted(self.rule(tier, side).columns - set(columns))
         return columns
 

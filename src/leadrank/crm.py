@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from leadrank.errors import ConfigurationError
 from leadrank.config import ID_COLUMN, YamlModel
 from leadrank.data.io import write_table
+from leadrank.errors import ConfigurationError
 
 CRM_COLUMNS = [ID_COLUMN, "probability", "rank_score", "percentile", "grade", "trend", "model_version"]
 GRADES = ("A", "B", "C", "D")
@@ -70,7 +70,9 @@ class CrmConfig(YamlModel):
 
     grade_a_min_percentile: float = Field(default=90.0, ge=0, le=100, description="Lowest percentile graded A (90: the top 10 %).")
     grade_b_min_percentile: float = Field(default=70.0, ge=0, le=100, description="Lowest percentile graded B (70: the next 20 %).")
-    grade_c_min_percentile: float = Field(default=40.0, ge=0, le=100, description="Lowest percentile graded C (40: the next 30 %); below it, D.")
+    grade_c_min_percentile: float = Field(
+        default=40.0, ge=0, le=100, description="Lowest percentile graded C (40: the next 30 %); below it, D."
+    )
     trend_tolerance: float = Field(
         default=0.02, ge=0, lt=1, description="Change of the calibrated probability (absolute; 0.02 = 2 points) still called 'steady'."
     )

@@ -46,9 +46,7 @@ class TabularEncoder:
 
     def fit(self, table: pd.DataFrame) -> TabularEncoder:
         self.categories_ = {
-            f.name: sorted(category_text(table[f.name]).dropna().unique())
-            for f in self.features.features
-            if f.kind == "categorical"
+            f.name: sorted(category_text(table[f.name]).dropna().unique()) for f in self.features.features if f.kind == "categorical"
         }
         return self
 
@@ -131,8 +129,11 @@ class SideEncoder:
             if feature.kind == "categorical":
                 categories = self.categories_[feature.name]
                 text = category_text(table[feature.name]).to_numpy()
-                blocks.append(np.stack([text == value for value in categories], axis=1).astype(np.float32)
-                              if categories else np.zeros((len(table), 0), np.float32))
+                blocks.append(
+                    np.stack([text == value for value in categories], axis=1).astype(np.float32)
+                    if categories
+                    else np.zeros((len(table), 0), np.float32)
+                )
                 continue
             stats = self.numeric_[feature.name]
             values = _numbers(table[feature.name], feature.kind)

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
 import leadrank
-from leadrank._files import write_text_atomic
 from leadrank import artifact as artifacts
+from leadrank._files import write_text_atomic
 from leadrank.artifact import blend_scores
 from leadrank.baselines import (
     CTR_MODELS,
@@ -49,19 +49,19 @@ from leadrank.baselines._columns import DEFAULT_STAGE_COLUMN
 from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.io import write_table
 from leadrank.data.minimums import check_minimums
-from leadrank.errors import ConfigurationError
 from leadrank.data.profile import ORACLE_COLUMN
 from leadrank.data.prompt import build_prompts
+from leadrank.data.schema import label_values
 from leadrank.data.split import TimeSplit, check_no_leakage, time_split
-from leadrank.data.synth import SynthConfig, simulate
-from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
+from leadrank.data.synth import SynthConfig, check_preset, simulate
+from leadrank.errors import ConfigurationError
 from leadrank.hardware import describe, resolve_dtype
 from leadrank.inference import ScoreConfig, Scorer
+from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
 from leadrank.model.asllr import ASLLR, answer_token_ids, resolve_pool_layer
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache, extract_features
 from leadrank.training import RunConfig, TrainResult, train
-from leadrank.data.schema import label_values
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
 MIN_LEADS_FOR_PRECISION = 20
@@ -210,8 +210,15 @@ class Trial:
     """One seed: its split and specs, and the asLLR runs every suite of the bench shares."""
 
     def __init__(
-        self, split: TimeSplit, features: FeatureSpec, funnel: FunnelSpec, seed: int, recipe: RunConfig,
-        *, recipe_name: str = "cpu-quick", train_sizes: tuple[int, ...] = (),
+        self,
+        split: TimeSplit,
+        features: FeatureSpec,
+        funnel: FunnelSpec,
+        seed: int,
+        recipe: RunConfig,
+        *,
+        recipe_name: str = "cpu-quick",
+        train_sizes: tuple[int, ...] = (),
     ) -> None:
         self.split, self.features, self.funnel, self.seed, self.recipe = split, features, funnel, seed, recipe
         self.recipe_name, self.train_sizes = recipe_name, train_sizes
@@ -281,8 +288,14 @@ class Trial:
         scorer = Scorer(artifact, ScoreConfig(dtype=config.dtype), reading_cache=self.frozen)
         point, pair = scorer.raw_scores(self.split.test)
         return AsllrRun(
-            point, pair, blend_scores(point, pair, artifact.score_stats), artifact.calibration.apply(point), result.margins,
-            result, time.perf_counter() - started, artifact.rank_by,
+            point,
+            pair,
+            blend_scores(point, pair, artifact.score_stats),
+            artifact.calibration.apply(point),
+            result.margins,
+            result,
+            time.perf_counter() - started,
+            artifact.rank_by,
         )
 
     def embedding(self, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +325,7 @@ class _Reader:
     """Pooled readings of a model for whole tables (cached on disk for a frozen backbone)."""
 
     model: ASLLR
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     checksum: str
     cache: bool
 
@@ -341,7 +354,9 @@ def _ctr(trial: Trial, model: str, extra: tuple[np.ndarray, np.ndarray] | None =
 
 def _gbdt(trial: Trial, use_dialogue: bool, extra: tuple[np.ndarray, np.ndarray] | None = None, suffix: str = "") -> Outcome:
     started = time.perf_counter()
-    gbdt = GBDTBaseline(trial.features, label_column=trial.funnel.label_column, use_dialogue=use_dialogue, config=GBDTConfig(seed=trial.seed))
+    gbdt = GBDTBaseline(
+        trial.features, label_column=trial.funnel.label_column, use_dialogue=use_dialogue, config=GBDTConfig(seed=trial.seed)
+    )
     gbdt.fit(trial.split.train, extra=None if extra is None else extra[0])
     probability = gbdt.predict(trial.split.test, extra=None if extra is None else extra[1])
     return Outcome(gbdt.name + suffix, probability, probability, time.perf_counter() - started)
@@ -543,14 +558,23 @@ class Suite:
 
 SUITES: dict[str, Suite] = {
     "table1": Suite("The paper's Table 1: CTR models vs the asLLR ablation (base, +CE, +HPRO)", suite_table1),
-    "table2": Suite("The paper's Table 2: funnel baselines vs asLLR without and with HPRO", suite_table2, ("auc", "p@0.1%", "p@1%", "r@5%")),
+    "table2": Suite(
+        "The paper's Table 2: funnel baselines vs asLLR without and with HPRO", suite_table2, ("auc", "p@0.1%", "p@1%", "r@5%")
+    ),
     "transfer": Suite("Embedding transfer: baselines with and without the asLLR text embedding", suite_transfer),
     "margins": Suite("HPRO margins: as configured vs none vs uniform vs learned", suite_margins),
     "rankby": Suite("Ranking by the pairwise head vs the pointwise head vs a blend", suite_rankby),
-    "demo": Suite("leadrank demo: funnel supervision on sparse labels, baselines and asLLR", suite_demo, ("auc", "pr_auc", "p@1%", "p@5%"), SuiteData("default", 14_000, one_set=True)),
+    "demo": Suite(
+        "leadrank demo: funnel supervision on sparse labels, baselines and asLLR",
+        suite_demo,
+        ("auc", "pr_auc", "p@1%", "p@5%"),
+        SuiteData("default", 14_000, one_set=True),
+    ),
     "regime": Suite(
         "The paper's regime (1.4 % positives): funnel supervision in every model family, over training sizes",
-        suite_regime, ("auc", "pr_auc", "p@1%", "p@5%"), SPARSE,
+        suite_regime,
+        ("auc", "pr_auc", "p@1%", "p@5%"),
+        SPARSE,
     ),
 }
 
@@ -579,10 +603,18 @@ def _trials(config: BenchConfig, recipe: RunConfig) -> Iterator[Trial]:
     split = None
     for seed in config.seeds:
         if split is None or not (config.data is not None or data.one_set):
-            table = config.data if config.data is not None else simulate(SynthConfig.preset(data.preset, n=data.n, seed=0 if data.one_set else seed))
+            table = (
+                config.data
+                if config.data is not None
+                else simulate(SynthConfig.preset(check_preset(data.preset), n=data.n, seed=0 if data.one_set else seed))
+            )
             split = time_split(table, config.test_fraction)
-            check_minimums(split.train, config.funnel.label_column, min_positives=recipe.train.min_train_positives,
-                           min_negatives=recipe.train.min_train_negatives)
+            check_minimums(
+                split.train,
+                config.funnel.label_column,
+                min_positives=recipe.train.min_train_positives,
+                min_negatives=recipe.train.min_train_negatives,
+            )
         yield Trial(split, config.features, config.funnel, seed, recipe, recipe_name=config.preset, train_sizes=config.train_sizes)
 
 
@@ -620,8 +652,15 @@ def _check_backbone(recipe: RunConfig) -> None:
     resolve_pool_layer(recipe.model, backbone.model.config.num_hidden_layers)
 
 
-def _write_suites(config: BenchConfig, runs: dict, predictions: dict, notes: dict, data_info: dict, recipe: RunConfig,
-                  progress: Callable[[str], None] | None) -> list[Path]:
+def _write_suites(
+    config: BenchConfig,
+    runs: dict,
+    predictions: dict,
+    notes: dict,
+    data_info: dict,
+    recipe: RunConfig,
+    progress: Callable[[str], None] | None,
+) -> list[Path]:
     written = []
     for name in config.suites:
         if not runs[name]:  # e.g. margins on a funnel without tiers and no oracle: nothing to write
@@ -687,17 +726,24 @@ def _precision_notes(metrics: tuple[str, ...], runs: list[dict], data_info: dict
     for metric in metrics:
         if metric.startswith("p@") and all(r.get(metric) is None for r in runs):
             top = top_count(float(metric[2:-1]) / 100, test_rows)
-            notes.append(f"{metric.upper()} omitted: the top {metric[2:]} of {test_rows:,} test leads is {top} lead(s) (< {MIN_LEADS_FOR_PRECISION}).")
+            notes.append(
+                f"{metric.upper()} omitted: the top {metric[2:]} of {test_rows:,} test leads is {top} lead(s) "
+                f"(< {MIN_LEADS_FOR_PRECISION})."
+            )
             continue
         kept.append(metric)
     for metric in ("p@1%", "p@5%"):
         top = top_count(float(metric[2:-1]) / 100, test_rows)
         if metric in kept:
-            notes.append(f"{metric.upper()} is over {top} leads per seed: a 95 % interval at 0.5 is about ±{1.96 * np.sqrt(0.25 / top):.2f}.")
+            notes.append(
+                f"{metric.upper()} is over {top} leads per seed: a 95 % interval at 0.5 is about ±{1.96 * np.sqrt(0.25 / top):.2f}."
+            )
     return kept, notes
 
 
-def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: pd.DataFrame, notes: list[str], data_info: dict, recipe: RunConfig) -> Path:
+def _write_suite(
+    config: BenchConfig, name: str, runs: list[dict], predictions: pd.DataFrame, notes: list[str], data_info: dict, recipe: RunConfig
+) -> Path:
     from leadrank import report
 
     folder = config.out / name
@@ -737,7 +783,9 @@ def _write_suite(config: BenchConfig, name: str, runs: list[dict], predictions: 
     write_text_atomic(folder / "results.md", _markdown(loaded, extra))
     report.draw_figures(loaded, predictions, folder / "figures", stages=loaded.stages)
     for metric in ("auc", "p@1%") if curve else ():
-        report.plot_learning_curve(extra["learning_curve"], folder / "figures" / f"learning_curve_{metric.replace('@', '_at_').replace('%', '')}.png", metric)
+        report.plot_learning_curve(
+            extra["learning_curve"], folder / "figures" / f"learning_curve_{metric.replace('@', '_at_').replace('%', '')}.png", metric
+        )
     return folder
 
 
@@ -746,9 +794,17 @@ def _markdown(results, extra: dict) -> str:
     from leadrank import report
 
     parts = [f"## {results.title}\n", report.markdown_table(results), ""]
-    parts += ["### 95 % bootstrap intervals over the test leads (per seed, averaged over seeds)\n", report.interval_table(extra["intervals"], INTERVAL_METRICS), ""]
+    parts += [
+        "### 95 % bootstrap intervals over the test leads (per seed, averaged over seeds)\n",
+        report.interval_table(extra["intervals"], INTERVAL_METRICS),
+        "",
+    ]
     if extra.get("differences"):
-        parts += ["### Paired bootstrap differences (same test leads), mean over seeds [low, high]\n", _differences_table(extra["differences"]), ""]
+        parts += [
+            "### Paired bootstrap differences (same test leads), mean over seeds [low, high]\n",
+            _differences_table(extra["differences"]),
+            "",
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -775,7 +831,9 @@ def _intervals(predictions: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
     per_model: dict[str, list[dict]] = {}
     for _, part in predictions.groupby("seed", sort=True):
         labels = part.groupby("lead_id", sort=False)["label"].first()
-        scores = {model: rows.set_index("lead_id")["score"].reindex(labels.index).to_numpy() for model, rows in part.groupby("model", sort=False)}
+        scores = {
+            model: rows.set_index("lead_id")["score"].reindex(labels.index).to_numpy() for model, rows in part.groupby("model", sort=False)
+        }
         for model, by_metric in bootstrap_intervals(labels.to_numpy(), scores, INTERVAL_METRICS).items():
             per_model.setdefault(model, []).append(by_metric)
     return {
@@ -789,12 +847,23 @@ def _differences(predictions: pd.DataFrame) -> list[dict]:
     out = []
     for (size, seed), part in predictions.dropna(subset=["train_size"]).groupby(["train_size", "seed"], sort=True):
         labels = part.groupby("lead_id", sort=False)["label"].first()
-        scores = {model: rows.set_index("lead_id")["score"].reindex(labels.index).to_numpy() for model, rows in part.groupby("model", sort=False)}
+        scores = {
+            model: rows.set_index("lead_id")["score"].reindex(labels.index).to_numpy() for model, rows in part.groupby("model", sort=False)
+        }
         for better, base in REGIME_DIFFERENCES:
             if better in scores and base in scores:
                 for metric in INTERVAL_METRICS:
                     diff = bootstrap_difference(labels.to_numpy(), scores[better], scores[base], metric, seed=int(seed))
-                    out.append({"model": better, "versus": base, "train_size": int(size), "seed": int(seed), "metric": metric, "difference": list(diff)})
+                    out.append(
+                        {
+                            "model": better,
+                            "versus": base,
+                            "train_size": int(size),
+                            "seed": int(seed),
+                            "metric": metric,
+                            "difference": list(diff),
+                        }
+                    )
     return out
 
 

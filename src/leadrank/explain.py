@@ -96,9 +96,11 @@ def explain(scorer: Scorer, lead: Mapping[str, Any] | pd.Series, *, top: int | N
     spec = scorer.artifact.features
     validate(pd.DataFrame([dict(lead)]), spec, scorer.artifact.funnel, require_labels=False)
     base = {column: lead[column] for column in (TIME_COLUMN, *spec.input_columns)}
-    turns = _turns(base[spec.dialogue_column]) if spec.dialogue_column else []
+    dialogue = spec.dialogue_column
+    turns = _turns(base[dialogue]) if dialogue else []
     variants = [base] + [{**base, f.name: None} for f in spec.features]
-    variants += [{**base, spec.dialogue_column: "\n".join(turns[:i] + turns[i + 1 :])} for i in range(len(turns))]
+    if dialogue:
+        variants += [{**base, dialogue: "\n".join(turns[:i] + turns[i + 1 :])} for i in range(len(turns))]
     frame = pd.DataFrame(variants)
     frame.insert(0, ID_COLUMN, [str(i) for i in range(len(frame))])  # variants need distinct ids
     scores = scorer.score(frame)

@@ -54,7 +54,7 @@ class FileSummary:
     rows_in: int
     rows_scored: int
     rows_rejected: int
-    rejected_path: Path | None
+    rejected_path: str | Path | None  # a file, or "file.duckdb::table" for a DuckDB output; None when no row was rejected
     crm: CrmSummary | None = None
 
 
@@ -106,7 +106,9 @@ class ScoreCache:
         rows = _read_or_empty(location, cls.COLUMNS)
         missing = [c for c in cls.COLUMNS if c not in rows.columns]
         if missing:
-            raise ValueError(f"{location}: not a score cache (no column(s) {missing}); point --cache elsewhere or delete it to start afresh.")
+            raise ValueError(
+                f"{location}: not a score cache (no column(s) {missing}); point --cache elsewhere or delete it to start afresh."
+            )
         rows = rows[list(cls.COLUMNS)].astype({ID_COLUMN: str})
         if rows[ID_COLUMN].duplicated().any():
             raise ValueError(f"{location}: a score cache holds one row per lead, but some lead_id repeat; delete it to start afresh.")
@@ -213,8 +215,13 @@ class Scorer:
         prompts = [inputs.prompts[i] for i in rows]
         has_text = torch.tensor([bool(p) for p in prompts], dtype=torch.bool)
         pooled = extract_features(
-            self.model, prompts, self.artifact.tokenizer, self.reading_cache,
-            batch_size=self.config.batch_size, max_batch_tokens=self.config.max_batch_tokens, dtype=self.dtype,
+            self.model,
+            prompts,
+            self.artifact.tokenizer,
+            self.reading_cache,
+            batch_size=self.config.batch_size,
+            max_batch_tokens=self.config.max_batch_tokens,
+            dtype=self.dtype,
         )
         side = None if inputs.side is None else torch.from_numpy(inputs.side[rows])
         point, pair = self.model.heads(pooled, side, has_text)

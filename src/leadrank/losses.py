@@ -61,6 +61,8 @@ class LearnedMargins(nn.Module):
     with the largest margin always keeps the largest. They start at the FunnelSpec's values.
     """
 
+    order: torch.Tensor  # a buffer: the tiers' indices sorted by their initial margin
+
     def __init__(self, initial: list[float]) -> None:
         super().__init__()
         values = torch.tensor(initial, dtype=torch.float32)

@@ -54,9 +54,7 @@ DEFAULT_KS: tuple[float, ...] = (0.001, 0.01, 0.05)
 # --- validation -----------------------------------------------------------------------------
 
 
-def _validate(
-    y_true: ArrayLike, scores: ArrayLike, *, name: str = "scores", probabilities: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def _validate(y_true: ArrayLike, scores: ArrayLike, *, name: str = "scores", probabilities: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Check inputs once at the boundary; return ``(y, s)`` as int and float 1-D arrays.
 
     ``name`` is the argument name used in messages. With ``probabilities=True`` the values
@@ -85,8 +83,7 @@ def _validate(
         raise ValueError(f"{name} must be finite; got {count} NaN/inf value(s). Impute or drop those leads first.")
     if probabilities and ((s < 0).any() or (s > 1).any()):
         raise ValueError(
-            f"{name} must lie in [0, 1]; got range [{s.min():g}, {s.max():g}]. "
-            "Pass calibrated probabilities, not raw scores."
+            f"{name} must lie in [0, 1]; got range [{s.min():g}, {s.max():g}]. " "Pass calibrated probabilities, not raw scores."
         )
     return y.astype(np.int64), s
 

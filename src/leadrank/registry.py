@@ -51,8 +51,16 @@ from leadrank.metrics import auc, precision_at
 from leadrank.training import RunConfig, train
 
 __all__ = [
-    "COMPARISON_SHARE", "RegistryError", "RetrainOutcome", "Version",
-    "comparison_minimums", "current", "publish", "retrain", "rollback", "versions",
+    "COMPARISON_SHARE",
+    "RegistryError",
+    "RetrainOutcome",
+    "Version",
+    "comparison_minimums",
+    "current",
+    "publish",
+    "retrain",
+    "rollback",
+    "versions",
 ]
 
 STATE_FILE = "registry.json"
@@ -152,8 +160,7 @@ def current(registry: str | Path) -> Path:
     state = _read_state(root)
     if state.current is None:
         raise RegistryError(
-            f"The registry {root} is empty: no model has been published. "
-            f"Publish the first with `leadrank retrain {root} DATA`."
+            f"The registry {root} is empty: no model has been published. " f"Publish the first with `leadrank retrain {root} DATA`."
         )
     return _existing_version(root, state.current)
 
@@ -325,13 +332,18 @@ def retrain(
             f"Widen the window (--window-days) or raise the holdout share (--holdout)."
         )
     check_minimums(
-        parts.train, funnel.label_column, min_positives=run.train.min_train_positives,
-        min_negatives=run.train.min_train_negatives, segment_column=segment_column,
+        parts.train,
+        funnel.label_column,
+        min_positives=run.train.min_train_positives,
+        min_negatives=run.train.min_train_negatives,
+        segment_column=segment_column,
     )
     _check_comparison_slice(parts.test, funnel.label_column, run, holdout, parts.cutoff)
     root = Path(registry)
     existing = current(root) if _read_state(root).current else None
-    current_metrics = _slice_metrics(Scorer(artifacts.load(existing), ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
+    current_metrics = (
+        _slice_metrics(Scorer(artifacts.load(existing), ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
+    )
 
     result = train(parts.train, features, funnel, run.model, run.train)
     candidate = artifacts.from_training(result)

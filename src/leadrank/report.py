@@ -29,11 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -222,7 +223,7 @@ def _cell(mean: float | None, std: float | None, form: str = "{:.3f}") -> str:
 
 
 def _metric_cell(entry: Mapping[str, Any], metric: str) -> str:
-    """"mean ± std" of ``metric`` in a :func:`summarise` entry: p@/r@ in percent (one decimal), others with 3 decimals."""
+    """ "mean ± std" of ``metric`` in a :func:`summarise` entry: p@/r@ in percent (one decimal), others with 3 decimals."""
     return _cell(entry[f"{metric}_mean"], entry[f"{metric}_std"], "{:.1%}" if _is_share(metric) else "{:.3f}")
 
 
@@ -266,10 +267,7 @@ def interval_table(intervals: Mapping[str, Mapping[str, tuple[float, float, floa
     :func:`leadrank.metrics.bootstrap_intervals`. p@/r@ metrics are shown in percent with
     one decimal ("12.3% [10.1%, 14.6%]"), others with 3 decimals; a missing metric is "n/a".
     """
-    rows = [
-        {"model": model, **{m: _interval_cell(m, intervals[model].get(m)) for m in metrics}}
-        for model in _model_order(list(intervals))
-    ]
+    rows = [{"model": model, **{m: _interval_cell(m, intervals[model].get(m)) for m in metrics}} for model in _model_order(list(intervals))]
     return pd.DataFrame(rows, columns=["model", *metrics]).to_markdown(index=False, disable_numparse=True) + "\n"
 
 
@@ -329,7 +327,11 @@ def _precision_curve(labels: np.ndarray) -> np.ndarray:
 
 # The 10 strong hues of tab20, then their light twins: 20 colours before one repeats. The line
 # style changes every 10 models, so even neighbours in the legend differ in two ways.
-_COLOURS = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
+_TAB20 = colormaps["tab20"]
+assert isinstance(_TAB20, ListedColormap)  # a list of 20 colours, not a gradient
+# matplotlib's stubs type ListedColormap.colors as any colour spec; tab20's is a tuple of RGB tuples.
+_TAB20_COLOURS = cast(tuple[tuple[float, float, float], ...], _TAB20.colors)
+_COLOURS = _TAB20_COLOURS[0::2] + _TAB20_COLOURS[1::2]
 _LINESTYLES = ("-", "-.", ":")
 _LEGEND_CHARS_PER_INCH = 14  # about how many 8 pt characters fit in one inch of legend
 
@@ -488,8 +490,12 @@ def _best_model(results: Results, available: Sequence[str]) -> str | None:
     """The non-oracle model with the highest mean :func:`_main_metric` among ``available``."""
     key = _main_metric(results)
     means = {e["model"]: e.get(f"{key}_mean") for e in summarise(results.run_dicts())}
-    candidates = [m for m in available if not _is_oracle(m) and means.get(m) is not None]
-    return max(candidates, key=lambda m: means[m]) if candidates else None
+    candidates: dict[str, float] = {}
+    for model in available:
+        mean = means.get(model)
+        if not _is_oracle(model) and mean is not None:
+            candidates[model] = mean
+    return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
 #: Captions per figure file stem; the HTML report shows them under each figure.
@@ -501,9 +507,7 @@ FIGURE_CAPTIONS = {
 }
 
 
-def draw_figures(
-    results: Results, predictions: pd.DataFrame, out_dir: str | Path, *, stages: Sequence[str] | None = None
-) -> list[Path]:
+def draw_figures(results: Results, predictions: pd.DataFrame, out_dir: str | Path, *, stages: Sequence[str] | None = None) -> list[Path]:
     """Write the PNG figures of one suite to ``out_dir``; return their paths.
 
     Gain/lift and precision@k curves average each model's per-seed curves; the reliability
@@ -634,7 +638,7 @@ def _share_found(labels: np.ndarray) -> float:
 
 
 def _buyers_found(suite: _Suite, model: str) -> str:
-    """"X % of the buyers" that calling ``model``'s top :data:`TOP_SHARE` finds, averaged over seeds with a buyer."""
+    """ "X % of the buyers" that calling ``model``'s top :data:`TOP_SHARE` finds, averaged over seeds with a buyer."""
     if suite.predictions is None:
         return f"n/a: no {PREDICTIONS_FILE}"
     rows = suite.predictions[suite.predictions["model"] == model]

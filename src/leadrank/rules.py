@@ -26,10 +26,10 @@ from leadrank.errors import DataContractError
 _COMPARE: dict[type[ast.cmpop], Callable[[pd.Series, object], pd.Series]] = {
     ast.Eq: operator.eq,
     ast.NotEq: lambda col, value: col.ne(value) & col.notna(),
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
+    ast.Lt: lambda col, value: col < value,
+    ast.LtE: lambda col, value: col <= value,
+    ast.Gt: lambda col, value: col > value,
+    ast.GtE: lambda col, value: col >= value,
     ast.In: lambda col, values: col.isin(values),
     ast.NotIn: lambda col, values: ~col.isin(values) & col.notna(),
 }

@@ -30,7 +30,7 @@ import json
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -174,12 +174,13 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
     return app
 
 
-def _routes(
-    lead_model: type[BaseModel], features: FeatureSpec, funnel: FunnelSpec, settings: ServeSettings, model_info: dict
-) -> APIRouter:
+def _routes(lead_model: type[BaseModel], features: FeatureSpec, funnel: FunnelSpec, settings: ServeSettings, model_info: dict) -> APIRouter:
+    # The request models are built at run time (create_model): mypy cannot use them as types or see their
+    # fields, hence the type: ignore[valid-type] / [attr-defined] where they are used.
+    lead_list = list[lead_model]  # type: ignore[valid-type]
     score_request = create_model(
         "ScoreRequest",
-        leads=(list[lead_model], Field(min_length=1, max_length=settings.max_batch, description="The leads to score.")),
+        leads=(lead_list, Field(min_length=1, max_length=settings.max_batch, description="The leads to score.")),
     )
     explain_request = create_model(
         "ExplainRequest",
@@ -211,13 +212,14 @@ def _routes(
 
     @guarded.post("/score")
     async def score(body: score_request, request: Request) -> dict:  # type: ignore[valid-type]
-        scores = await request.app.state.worker.score(rows(body.leads))
+        scores = await request.app.state.worker.score(rows(body.leads))  # type: ignore[attr-defined]
         return {"scores": json.loads(scores.to_json(orient="records", double_precision=15))}
 
     @guarded.post("/explain")
     async def explain_lead(body: explain_request, request: Request) -> dict:  # type: ignore[valid-type]
-        [lead] = rows([body.lead])
-        return (await request.app.state.worker.explain(lead, body.top)).model_dump()
+        lead, top = body.lead, body.top  # type: ignore[attr-defined]
+        [row] = rows([lead])
+        return (await request.app.state.worker.explain(row, top)).model_dump()
 
     router.include_router(guarded)
     return router
@@ -237,18 +239,33 @@ def _lead_model(features: FeatureSpec, funnel: FunnelSpec, max_dialogue_chars: i
             Annotated[_Text, AfterValidator(_at_most(max_dialogue_chars))],
             Field(
                 alias=features.dialogue_column,
-                description=f"text of at most {max_dialogue_chars:,} characters, one 'Speaker: text' turn per line, oldest first ('' for none)",
+                description=f"text of at most {max_dialogue_chars:,} characters, "
+                "one 'Speaker: text' turn per line, oldest first ('' for none)",
             ),
         )
     stages = Literal[tuple(funnel.stages)]  # type: ignore[valid-type]
-    fields["label"] = (StrictBool | Annotated[StrictInt, Field(ge=0, le=1)] | None, Field(None, alias=funnel.label_column, description="0 or 1 (optional, not used)"))
+    fields["label"] = (
+        StrictBool | Annotated[StrictInt, Field(ge=0, le=1)] | None,
+        Field(None, alias=funnel.label_column, description="0 or 1 (optional, not used)"),
+    )
     fields["stage"] = (stages | None, Field(None, alias=funnel.stage_column, description=f"one of {funnel.stages} (optional, not used)"))
     config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=False)
     return create_model("Lead", __config__=config, **fields)
 
 
 def _public_manifest(manifest: dict) -> dict:
-    keys = ("format_version", "leadrank_version", "model_version", "backbone", "rank_by", "features", "funnel", "model_config", "calibration", "metrics")
+    keys = (
+        "format_version",
+        "leadrank_version",
+        "model_version",
+        "backbone",
+        "rank_by",
+        "features",
+        "funnel",
+        "model_config",
+        "calibration",
+        "metrics",
+    )
     shown = {key: manifest.get(key) for key in keys}
     return json.loads(json.dumps(shown), parse_constant=lambda _: None)  # NaN metrics become null
 
@@ -405,7 +422,10 @@ class _BodyLimit:
         await self.app(scope, limited_receive, send)
 
     def _error(self) -> dict:
-        return {"error": f"request body over the limit of {self.max_bytes:,} bytes (--max-request-bytes); send fewer or shorter leads per request"}
+        return {
+            "error": f"request body over the limit of {self.max_bytes:,} bytes (--max-request-bytes); "
+            "send fewer or shorter leads per request"
+        }
 
 
 class _LeadsRefused(DataContractError):
@@ -440,9 +460,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, "internal error while scoring; the server log has the details")
 
-    app.add_exception_handler(_LeadsRefused, contract)
-    app.add_exception_handler(RequestValidationError, request_shape)
-    app.add_exception_handler(StarletteHTTPException, http)
+    # Starlette types a handler as taking any Exception, though it is called only with the class it is registered for.
+    app.add_exception_handler(_LeadsRefused, contract)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, request_shape)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -450,7 +471,7 @@ def _error(status: int, message: str, problems: list[dict] | None = None) -> JSO
     return JSONResponse({"error": message, **({"problems": problems} if problems else {})}, status_code=status)
 
 
-def _request_problems(errors: list[dict], body: Any, settings: ServeSettings, expected: dict[str, str]) -> list[dict]:
+def _request_problems(errors: Sequence[dict], body: Any, settings: ServeSettings, expected: dict[str, str]) -> list[dict]:
     """Pydantic's errors as one problem per (lead, field); union members are folded into one.
 
     ``body`` is the request as parsed JSON: each problem names the ``lead_id`` the lead was sent with.

@@ -33,11 +33,11 @@ from leadrank.data.minimums import check_minimums
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import label_values, validate
 from leadrank.data.split import check_no_leakage, validation_slice
-from leadrank.errors import ConfigurationError
 from leadrank.encoding import SideEncoder
+from leadrank.errors import ConfigurationError
 from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
-from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
 from leadrank.hardware import Dtype, resolve_dtype
+from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
 from leadrank.metrics import auc
 from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone
@@ -62,7 +62,8 @@ class TrainConfig(BaseModel):
     lr_heads: float = Field(default=5e-5, gt=0, description="Learning rate of the heads (the paper: 5e-5).")
     lora_lr_ratio: float = Field(default=0.05, gt=0, description="LoRA learning rate as a share of lr_heads (the paper: 1/20).")
     head_start_steps: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="LoRA mode: first train the heads alone this many steps on the frozen reading (cached), then LoRA "
         "and heads from there (probe, then fine-tune); 0 = LoRA starts with fresh heads.",
     )
@@ -76,8 +77,12 @@ class TrainConfig(BaseModel):
     ce_weight: float = Field(default=0.5, ge=0)
     learn_margins: bool = Field(default=False, description="Train the tier margins too (non-negative, order kept); the margins study.")
     # minimum data (checked before any model is loaded)
-    min_train_positives: int = Field(default=100, ge=1, description="Refuse to train on a table with fewer positives (lower it for experiments only).")
-    min_train_negatives: int = Field(default=100, ge=1, description="Refuse to train on a table with fewer negatives (lower it for experiments only).")
+    min_train_positives: int = Field(
+        default=100, ge=1, description="Refuse to train on a table with fewer positives (lower it for experiments only)."
+    )
+    min_train_negatives: int = Field(
+        default=100, ge=1, description="Refuse to train on a table with fewer negatives (lower it for experiments only)."
+    )
     # validation and stopping
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Most recent share of the training table used to validate.")
     eval_every: int = Field(default=50, ge=1, description="Validate every N optimizer steps.")
@@ -120,7 +125,9 @@ class RunConfig(YamlModel):
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
-            source = " + ".join(part for part in (f"preset {preset}" if preset else "", str(config_file or ""), "options" if overrides else "") if part)
+            source = " + ".join(
+                part for part in (f"preset {preset}" if preset else "", str(config_file or ""), "options" if overrides else "") if part
+            )
             raise ConfigurationError(f"The run configuration ({source or 'defaults'}) is not valid:\n{exc}") from None
 
 
@@ -220,9 +227,13 @@ def train(
                 part.features = _read_frozen(model, part, backbone.tokenizer, cache, config, dtype, accelerator.is_main_process)
 
     sampler = FunnelBatchSampler(
-        train_data.labels.numpy(), train_data.membership.numpy(), config.batch_size,
-        min_positives=config.min_positives, seed=config.seed,
-        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+        train_data.labels.numpy(),
+        train_data.membership.numpy(),
+        config.batch_size,
+        min_positives=config.min_positives,
+        seed=config.seed,
+        num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
     )
     steps_per_epoch = max(1, len(sampler) // config.grad_accum_steps)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
@@ -342,7 +353,11 @@ def _read_frozen(
 
 
 def _heads_fitted_on_frozen_reading(
-    table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpec, model_config: ModelConfig, config: TrainConfig,
+    table: pd.DataFrame,
+    features: FeatureSpec,
+    funnel: FunnelSpec,
+    model_config: ModelConfig,
+    config: TrainConfig,
     accelerator: Accelerator,
 ) -> dict[str, torch.Tensor]:
     """Head weights trained for ``head_start_steps`` on the backbone's frozen reading of ``table``.
@@ -351,7 +366,10 @@ def _heads_fitted_on_frozen_reading(
     the frozen backbone does: heads fitted on that reading are where fine-tuning can start.
     """
     probe = train(
-        table, features, funnel, model_config.model_copy(update={"mode": "frozen"}),
+        table,
+        features,
+        funnel,
+        model_config.model_copy(update={"mode": "frozen"}),
         config.model_copy(update={"head_start_steps": 0, "max_steps": config.head_start_steps}),
         accelerator=accelerator,
     )
@@ -377,7 +395,11 @@ def _prepare(
     side_encoder: SideEncoder | None,
 ) -> _Data:
     prompts = build_prompts(
-        frame, features, backbone.tokenizer, model_config.max_dialogue_tokens, model_config.prompt,
+        frame,
+        features,
+        backbone.tokenizer,
+        model_config.max_dialogue_tokens,
+        model_config.prompt,
         dialogue_only=model_config.reading == "dialogue",
     )
     return _Data(
@@ -505,10 +527,15 @@ def _save_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler, state: _Lo
         rng |= {f"cuda_{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
     save_file(rng, str(staging / "rng.safetensors"))
     meta = {
-        "step": state.step, "epoch": state.epoch, "micro_done": state.micro_done,
-        "best_val_auc": state.best_val_auc, "best_step": state.best_step,
-        "evals_without_gain": state.evals_without_gain, "stopped": state.stopped,
-        "history": state.history, "scheduler": scheduler.state_dict()["last_epoch"],
+        "step": state.step,
+        "epoch": state.epoch,
+        "micro_done": state.micro_done,
+        "best_val_auc": state.best_val_auc,
+        "best_step": state.best_step,
+        "evals_without_gain": state.evals_without_gain,
+        "stopped": state.stopped,
+        "history": state.history,
+        "scheduler": scheduler.state_dict()["last_epoch"],
         "optimizer": optimizer_meta,
     }
     (staging / "state.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -540,9 +567,14 @@ def _load_checkpoint(folder: Path, core: ASLLR, optimizer, scheduler) -> _LoopSt
         torch.cuda.set_rng_state_all([rng[f"cuda_{i}"] for i in range(torch.cuda.device_count()) if f"cuda_{i}" in rng])
     best = folder / "best.safetensors"
     return _LoopState(
-        step=meta["step"], epoch=meta["epoch"], micro_done=meta["micro_done"],
-        best_val_auc=meta["best_val_auc"], best_step=meta["best_step"],
-        evals_without_gain=meta["evals_without_gain"], stopped=meta["stopped"], history=meta["history"],
+        step=meta["step"],
+        epoch=meta["epoch"],
+        micro_done=meta["micro_done"],
+        best_val_auc=meta["best_val_auc"],
+        best_step=meta["best_step"],
+        evals_without_gain=meta["evals_without_gain"],
+        stopped=meta["stopped"],
+        history=meta["history"],
         best_weights=load_file(str(best)) if best.exists() else None,
     )
 

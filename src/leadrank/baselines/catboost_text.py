@@ -7,8 +7,8 @@ import pandas as pd
 
 from leadrank.baselines._columns import require_columns
 from leadrank.config import TIME_COLUMN, FeatureSpec
-from leadrank.encoding import as_bool_float, category_text
 from leadrank.data.schema import label_values
+from leadrank.encoding import as_bool_float, category_text
 
 #: What a missing category is called for CatBoost (which refuses NaN categories).
 MISSING_CATEGORY = "<missing>"

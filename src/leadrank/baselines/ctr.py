@@ -13,15 +13,15 @@ can only stop, not roll back, and prints to stdout.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import threading
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, SimpleNamespace
-from unittest import mock
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -29,9 +29,9 @@ from sklearn.metrics import roc_auc_score
 
 from leadrank.baselines._columns import check_named_input, require_columns
 from leadrank.config import TIME_COLUMN, FeatureSpec, FunnelSpec
+from leadrank.data.schema import label_values
 from leadrank.data.split import validation_slice
 from leadrank.encoding import TabularEncoder
-from leadrank.data.schema import label_values
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,9 @@ class CTRBaseline:
         extra = _check_extra(extra, table, fitted_width=None)
         labels = label_values(table[self.label_column])
         if len(np.unique(labels)) < 2:
-            raise ValueError(f"{self.label_column!r} holds one class only ({labels[0] if len(labels) else 'no rows'}); a CTR model needs both 0 and 1")
+            raise ValueError(
+                f"{self.label_column!r} holds one class only ({labels[0] if len(labels) else 'no rows'}); a CTR model needs both 0 and 1"
+            )
 
         self.inputs_ = _Inputs(spec, self.extra_dense, table, extra)
         train_rows, valid_rows = self._validation_rows(table, labels)
@@ -308,7 +310,12 @@ class CTRBaseline:
     def _check_arguments(self, spec: FeatureSpec) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {sorted(MODELS)}; got {self.model!r}")
-        for name, value in (("embedding_dim", self.embedding_dim), ("batch_size", self.batch_size), ("epochs", self.epochs), ("patience", self.patience)):
+        for name, value in (
+            ("embedding_dim", self.embedding_dim),
+            ("batch_size", self.batch_size),
+            ("epochs", self.epochs),
+            ("patience", self.patience),
+        ):
             if not (isinstance(value, int | np.integer) and value >= 1):
                 raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
         if not self.lr > 0:
@@ -430,6 +437,7 @@ def _import_deepctr_offline() -> None:
     before = set(threading.enumerate())
     with mock.patch("requests.get", return_value=SimpleNamespace(status_code=None)):  # "not ok": nothing said
         import deepctr_torch  # noqa: F401
+
         for thread in set(threading.enumerate()) - before:
             thread.join(timeout=5)
 
@@ -438,19 +446,29 @@ def _check_extra(extra: np.ndarray | None, table: pd.DataFrame, *, fitted_width:
     """``extra`` as a float 2-D array row-aligned with ``table``, consistent with what fit saw."""
     if extra is None:
         if predicting and fitted_width is not None:
-            raise ValueError(f"the model was fitted with extra inputs of width {fitted_width}; pass extra= (rows x {fitted_width}) to predict too")
+            raise ValueError(
+                f"the model was fitted with extra inputs of width {fitted_width}; pass extra= (rows x {fitted_width}) to predict too"
+            )
         return None
     if predicting and fitted_width is None:
         raise ValueError("the model was fitted without extra inputs; predict got extra=. Fit with extra= to use them")
     array = np.asarray(extra, dtype=float)
     if array.ndim != 2:
-        raise ValueError(f"extra must be a 2-D array (rows x k); got shape {array.shape}. Reshape a single column with extra.reshape(-1, 1)")
+        raise ValueError(
+            f"extra must be a 2-D array (rows x k); got shape {array.shape}. Reshape a single column with extra.reshape(-1, 1)"
+        )
     if array.shape[0] != len(table):
-        raise ValueError(f"extra has {array.shape[0]} rows but the table has {len(table)}; pass one row of extra per table row, in table order")
+        raise ValueError(
+            f"extra has {array.shape[0]} rows but the table has {len(table)}; pass one row of extra per table row, in table order"
+        )
     if fitted_width is not None and array.shape[1] != fitted_width:
-        raise ValueError(f"extra has {array.shape[1]} columns but the model was fitted with {fitted_width}; pass the same kind of inputs as in fit")
+        raise ValueError(
+            f"extra has {array.shape[1]} columns but the model was fitted with {fitted_width}; pass the same kind of inputs as in fit"
+        )
     if array.shape[1] == 0:
         raise ValueError("extra has 0 columns; pass None for no extra inputs")
     if np.isinf(array).any():
-        raise ValueError(f"extra holds infinite values in {int(np.isinf(array).any(axis=1).sum())} row(s); pass finite numbers (NaN means missing)")
+        raise ValueError(
+            f"extra holds infinite values in {int(np.isinf(array).any(axis=1).sum())} row(s); pass finite numbers (NaN means missing)"
+        )
     return array

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -13,8 +14,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from leadrank.baselines.pairwise import TierPairs, TierPairSampler, funnel_tiers, objective_grad_hess, objective_value
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.encoding import TabularEncoder
 from leadrank.data.schema import label_values
+from leadrank.encoding import TabularEncoder
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,11 @@ class GBDTBaseline:
     ``extra`` (rows x k, row-aligned) adds k dense inputs, e.g. an LLM embedding of the lead.
     """
 
-    def __init__(self, features: FeatureSpec, *, label_column: str = "label", use_dialogue: bool = False, config: GBDTConfig = GBDTConfig()) -> None:
+    model_: lgb.LGBMClassifier | lgb.Booster  # set by fit; a Booster in GBDTHPROBaseline
+
+    def __init__(
+        self, features: FeatureSpec, *, label_column: str = "label", use_dialogue: bool = False, config: GBDTConfig = GBDTConfig()
+    ) -> None:
         self.features = features
         self.label_column = label_column
         self.use_dialogue = use_dialogue
@@ -54,15 +59,19 @@ class GBDTBaseline:
         inputs, categorical = self._fit_inputs(table, extra)
         params = {k: v for k, v in asdict(self.config).items() if not k.startswith("tfidf_")}
         seed = params.pop("seed")
-        self.model_ = lgb.LGBMClassifier(**params, subsample_freq=1, random_state=seed, n_jobs=1, verbose=-1)
-        self.model_.fit(inputs, label_values(table[self.label_column]), categorical_feature=categorical)
+        self.model_ = model = lgb.LGBMClassifier(**params, subsample_freq=1, random_state=seed, n_jobs=1, verbose=-1)
+        model.fit(inputs, label_values(table[self.label_column]), categorical_feature=categorical)
         return self
 
     def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
         """Probability of conversion per row; pass ``extra`` exactly when :meth:`fit` had it."""
-        return self.model_.predict_proba(self._predict_inputs(table, extra))[:, 1]
+        model = self.model_
+        assert isinstance(model, lgb.LGBMClassifier)
+        return np.asarray(model.predict_proba(self._predict_inputs(table, extra)))[:, 1]
 
-    def _fit_inputs(self, table: pd.DataFrame, extra: np.ndarray | None) -> tuple[pd.DataFrame | sp.csr_matrix, list[int] | str]:
+    def _fit_inputs(
+        self, table: pd.DataFrame, extra: np.ndarray | None
+    ) -> tuple[pd.DataFrame | sp.csr_matrix, list[int] | Literal["auto"]]:
         """Fit the encoders (and TF-IDF) on ``table``; its model inputs and their categorical columns."""
         if self.use_dialogue and not self.features.dialogue_column:
             raise ValueError("use_dialogue=True needs a FeatureSpec with a dialogue_column; this spec has none.")
@@ -83,7 +92,7 @@ class GBDTBaseline:
         inputs, _ = self._inputs(table, None if extra is None else check_extra(extra, len(table), self.extra_width_))
         return inputs
 
-    def _inputs(self, table: pd.DataFrame, extra: np.ndarray | None) -> tuple[pd.DataFrame | sp.csr_matrix, list[int] | str]:
+    def _inputs(self, table: pd.DataFrame, extra: np.ndarray | None) -> tuple[pd.DataFrame | sp.csr_matrix, list[int] | Literal["auto"]]:
         encoded = self.encoder_.transform(table)
         if not self.use_dialogue:
             if extra is not None:
@@ -91,14 +100,15 @@ class GBDTBaseline:
             return encoded, "auto"
         categorical = [i for i, f in enumerate(self.features.features) if f.kind == "categorical"]
         dense = np.column_stack(
-            [encoded[c].cat.codes.to_numpy().astype(float) if i in categorical else encoded[c].to_numpy(float) for i, c in enumerate(encoded.columns)]
+            [
+                encoded[c].cat.codes.to_numpy().astype(float) if i in categorical else encoded[c].to_numpy(float)
+                for i, c in enumerate(encoded.columns)
+            ]
         )
         dense[:, categorical] = np.where(dense[:, categorical] < 0, np.nan, dense[:, categorical])
         text = self.vectorizer_.transform(table[self.features.dialogue_column])
         blocks = [sp.csr_matrix(dense), text] + ([] if extra is None else [sp.csr_matrix(extra)])
         return sp.hstack(blocks, format="csr"), categorical
-
-
 
 
 class HPROObjective:
@@ -176,7 +186,9 @@ class GBDTHPROBaseline(GBDTBaseline):
         labels = label_values(table[self.label_column]).astype(float)
         positives = int(labels.sum())
         if not 0 < positives < len(labels):
-            raise ValueError(f"{self.name} needs positives and negatives in {self.label_column!r}; got {positives} of {len(labels)} rows positive.")
+            raise ValueError(
+                f"{self.name} needs positives and negatives in {self.label_column!r}; got {positives} of {len(labels)} rows positive."
+            )
         inputs, categorical = self._fit_inputs(table, extra)
         self.init_score_ = float(logit(labels.mean()))
         sampler = TierPairSampler(membership, margins, pairs_per_lead=self.pairs_per_lead, seed=self.config.seed)
@@ -198,7 +210,9 @@ class GBDTHPROBaseline(GBDTBaseline):
 
     def decision_function(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
         """The raw boosted score per row (a log-odds); pass ``extra`` exactly when :meth:`fit` had it."""
-        return self.model_.predict(self._predict_inputs(table, extra), raw_score=True) + self.init_score_
+        model = self.model_
+        assert isinstance(model, lgb.Booster)
+        return np.asarray(model.predict(self._predict_inputs(table, extra), raw_score=True)) + self.init_score_
 
     def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
         """Probability of conversion per row: σ of :meth:`decision_function` (the pair term may skew calibration)."""

@@ -18,8 +18,8 @@ from leadrank.baselines._columns import require_columns
 from leadrank.baselines.gbdt import check_extra
 from leadrank.baselines.pairwise import TierPairSampler, funnel_tiers, objective_grad_hess, objective_value
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.encoding import SideEncoder, TabularEncoder
 from leadrank.data.schema import label_values
+from leadrank.encoding import SideEncoder, TabularEncoder
 
 
 class LogisticBaseline:
@@ -155,7 +155,9 @@ class PairwiseLogisticBaseline:
         if not self.hpro_weight >= 0:
             raise ValueError(f"hpro_weight must be >= 0 (0 turns the pair term off); got {self.hpro_weight!r}")
         if not self.features.features and extra is None:
-            raise ValueError("the FeatureSpec lists no features and no extra= columns were given; a logistic regression needs at least one column")
+            raise ValueError(
+                "the FeatureSpec lists no features and no extra= columns were given; a logistic regression needs at least one column"
+            )
         require_columns(table, self.features.names, who=self.name)
         membership, margins = funnel_tiers(table, self.funnel, who=self.name)
         labels = label_values(table[self.funnel.label_column]).astype(float)
@@ -178,10 +180,17 @@ class PairwiseLogisticBaseline:
             grad, _ = objective_grad_hess(scores, labels, pairs, self.hpro_weight)
             return loss, np.append(x.T @ grad + penalty * w, grad.sum())
 
-        result = minimize(loss_and_gradient, np.zeros(width + 1), jac=True, method="L-BFGS-B",
-                          options={"maxiter": self.max_iter, "gtol": 1e-8, "ftol": 1e-12})
+        result = minimize(
+            loss_and_gradient,
+            np.zeros(width + 1),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter, "gtol": 1e-8, "ftol": 1e-12},
+        )
         if not result.success:
-            warnings.warn(f"{self.name}: L-BFGS stopped before converging ({result.message}); raise max_iter={self.max_iter}.", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: L-BFGS stopped before converging ({result.message}); raise max_iter={self.max_iter}.", stacklevel=2
+            )
         self.coef_, self.intercept_ = result.x[:-1], float(result.x[-1])
         return self
 
@@ -189,11 +198,12 @@ class PairwiseLogisticBaseline:
         """The linear score ``w·x + b`` per row (a log-odds); pass ``extra`` exactly when :meth:`fit` had it."""
         if not hasattr(self, "coef_"):
             raise ValueError(f"{self.name} is not fitted yet; call fit(train_table) first")
-        if (extra is None) != (self.extra_mean_ is None):
+        extra_mean = self.extra_mean_
+        if (extra is None) != (extra_mean is None):
             raise ValueError("pass extra= to predict exactly when it was passed to fit (same columns).")
         require_columns(table, self.features.names, who=self.name)
-        if extra is not None:
-            extra = check_extra(extra, len(table), len(self.extra_mean_))
+        if extra is not None and extra_mean is not None:
+            extra = check_extra(extra, len(table), len(extra_mean))
         return self._inputs(table, extra) @ self.coef_ + self.intercept_
 
     def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
@@ -205,4 +215,3 @@ class PairwiseLogisticBaseline:
         if extra is None:
             return side
         return np.hstack([side, (extra - self.extra_mean_) / self.extra_scale_])
-

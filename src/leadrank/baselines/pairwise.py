@@ -18,8 +18,8 @@ from scipy.special import expit, log_expit
 
 from leadrank.baselines._columns import require_columns
 from leadrank.config import FunnelSpec
-from leadrank.funnel import LOSER, WINNER, tier_membership
 from leadrank.data.schema import label_values
+from leadrank.funnel import LOSER, WINNER, tier_membership
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ class TierPairSampler:
         self.pairs_per_lead = int(pairs_per_lead)
         self.rng = np.random.default_rng(seed)
         self.sides = [
-            (np.flatnonzero(membership[:, t] == WINNER), np.flatnonzero(membership[:, t] == LOSER))
-            for t in range(membership.shape[1])
+            (np.flatnonzero(membership[:, t] == WINNER), np.flatnonzero(membership[:, t] == LOSER)) for t in range(membership.shape[1])
         ]
 
     def sample(self) -> TierPairs:
@@ -117,9 +116,7 @@ def objective_value(scores: np.ndarray, labels: np.ndarray, pairs: TierPairs, hp
     return bce + hpro_weight * pair_loss(scores, pairs) if hpro_weight else bce
 
 
-def objective_grad_hess(
-    scores: np.ndarray, labels: np.ndarray, pairs: TierPairs, hpro_weight: float
-) -> tuple[np.ndarray, np.ndarray]:
+def objective_grad_hess(scores: np.ndarray, labels: np.ndarray, pairs: TierPairs, hpro_weight: float) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of :func:`objective_value` per row and the diagonal of its hessian (never negative)."""
     p = expit(scores)
     grad, hess = (p - labels) / len(scores), p * (1.0 - p) / len(scores)

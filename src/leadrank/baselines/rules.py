@@ -85,9 +85,7 @@ class FunnelRecencyRule:
         try:
             values = pd.to_numeric(table[self.recency_column]).astype(float).to_numpy()
         except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"recency_column {self.recency_column!r} must hold numbers ({exc}); pass a numeric activity column."
-            ) from None
+            raise ValueError(f"recency_column {self.recency_column!r} must hold numbers ({exc}); pass a numeric activity column.") from None
         sign = -1.0 if self.recent == "smaller" else 1.0
         recency = np.where(np.isnan(values), 0.0, 0.5 + sign * np.arctan(np.nan_to_num(values)) / np.pi)
         return 2.0 * ranks + recency

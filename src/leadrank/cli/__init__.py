@@ -17,11 +17,26 @@ import typer
 from rich.table import Table
 
 from leadrank.cli._common import (
-    DtypeOption, EncodingOption, FeaturesOption, FunnelOption, RankByOption, ThreadsOption, app, console, err_console, handle_errors, noting_specs, read_specs, refuse_overwriting, set_threads,
-    spec_app, specs_used,
+    DtypeOption,
+    EncodingOption,
+    FeaturesOption,
+    FunnelOption,
+    RankByOption,
+    ThreadsOption,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    noting_specs,
+    read_specs,
+    refuse_overwriting,
+    set_threads,
+    spec_app,
+    specs_used,
 )
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.errors import ConfigurationError
+
 
 @app.command()
 @handle_errors
@@ -38,12 +53,12 @@ def synth(
 ) -> None:
     """Simulate a new-energy-vehicle CRM with a known ground truth (`_true_propensity`)."""
     from leadrank.data.io import write_table
-    from leadrank.data.synth import SynthConfig, simulate
+    from leadrank.data.synth import SynthConfig, check_preset, simulate
 
     overrides: dict[str, object] = {"n": n, "seed": seed, "days": days}
     if positive_rate is not None:
         overrides["positive_rate"] = positive_rate
-    config = SynthConfig.preset(preset, **overrides)  # type: ignore[arg-type]
+    config = SynthConfig.preset(check_preset(preset), **overrides)
     started = time.perf_counter()
     table = simulate(config)
     elapsed = time.perf_counter() - started
@@ -63,7 +78,10 @@ def validate(
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
     labels: Annotated[
-        bool, typer.Option("--labels/--no-labels", help="Require the outcome columns (label, stage, rule columns); use --no-labels for tables to score.")
+        bool,
+        typer.Option(
+            "--labels/--no-labels", help="Require the outcome columns (label, stage, rule columns); use --no-labels for tables to score."
+        ),
     ] = True,
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Write the valid rows to --out and the rejected rows, with a _reason column, beside it.")
@@ -80,9 +98,10 @@ def validate(
     ] = None,
 ) -> None:
     """Check a lead table against the data contract; list every problem and exit 3 if any."""
-    from leadrank.data.io import read_table, write_table
     from leadrank.config import TIME_COLUMN
-    from leadrank.data.schema import parse_as_of, split_valid, validate as validate_table
+    from leadrank.data.io import read_table, write_table
+    from leadrank.data.schema import parse_as_of, split_valid
+    from leadrank.data.schema import validate as validate_table
 
     rejected_path = out.with_name(f"{out.stem}.rejected{out.suffix}") if out else None
     refuse_overwriting([out, rejected_path], [data, features, funnel])
@@ -91,10 +110,13 @@ def validate(
     if not drop_invalid:
         with noting_specs(features, funnel):
             validate_table(table, feature_spec, funnel_spec, require_labels=labels, timezone=timezone)
-        console.print(f"OK: {len(table):,} leads follow the contract ({len(feature_spec.features)} features; {specs_used(features, funnel)}).")
+        console.print(
+            f"OK: {len(table):,} leads follow the contract ({len(feature_spec.features)} features; {specs_used(features, funnel)})."
+        )
         return
     if out is None:
         raise ConfigurationError("--drop-invalid needs --out FILE for the valid rows.")
+    assert rejected_path is not None  # set whenever out is
     with noting_specs(features, funnel):
         valid, rejected = split_valid(table, feature_spec, funnel_spec, require_labels=labels, timezone=timezone)
     if timezone is not None:
@@ -113,7 +135,9 @@ def describe(
     data: Annotated[str, typer.Argument(help="Labelled lead table.")],
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
-    tokens: Annotated[bool, typer.Option("--tokens/--no-tokens", help="Count dialogue tokens with the default backbone's tokenizer.")] = True,
+    tokens: Annotated[
+        bool, typer.Option("--tokens/--no-tokens", help="Count dialogue tokens with the default backbone's tokenizer.")
+    ] = True,
     encoding: EncodingOption = "utf-8",
 ) -> None:
     """Profile a labelled table: label rate, stages, dialogue length, oracle ceiling when known."""
@@ -182,10 +206,20 @@ def split(
 def train_command(
     data: Annotated[str, typer.Argument(help="Labelled lead table; its most recent 10 % validates and stops training early.")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
-    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
-    mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")
+    ] = None,
     no_hpro: Annotated[bool, typer.Option("--no-hpro", help="Train without the HPRO loss (the paper's ablation).")] = False,
-    preset: Annotated[str, typer.Option(help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings).")] = "cpu-quick",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) "
+            "or 'paper' (LoRA, GPU, the paper's settings)."
+        ),
+    ] = "cpu-quick",
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
@@ -206,7 +240,14 @@ def train_command(
     feature_spec, funnel_spec = read_specs(features, funnel)
     model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
     train_overrides = {
-        k: v for k, v in {"max_steps": max_steps, "seed": seed, "hpro_weight": 0.0 if no_hpro else None, "dtype": dtype, "threads": threads}.items()
+        k: v
+        for k, v in {
+            "max_steps": max_steps,
+            "seed": seed,
+            "hpro_weight": 0.0 if no_hpro else None,
+            "dtype": dtype,
+            "threads": threads,
+        }.items()
         if v is not None
     }
     run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
@@ -215,7 +256,11 @@ def train_command(
     table = read_table(data, encoding=encoding)
     # fits in 80 columns: "training ━━━━━━━━━━━━━━━━ 120/600 steps 0:01:40 loss 0.412 val_auc 0.812"
     columns = [
-        TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=16),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[parts]}"),
     ]
     main_process = process_state().is_main_process  # under torchrun / accelerate launch, one process reports and writes
@@ -234,14 +279,13 @@ def train_command(
     artifacts.save(artifact, out)
     val = ", ".join(f"{k} {v:.4f}" for k, v in artifact.metrics.items() if k.startswith("val_auc"))
     console.print(
-        f"Trained {run.model.mode} on {run.model.backbone} in {result.seconds:.0f} s ({result.steps} steps, best at step {result.best_step}); "
+        f"Trained {run.model.mode} on {run.model.backbone} in {result.seconds:.0f} s "
+        f"({result.steps} steps, best at step {result.best_step}); "
         f"validation: {val or 'n/a (one class)'}. Ranks by {_RANK_BY_WORDS[artifact.rank_by]}. Wrote {out}."
     )
 
 
 _RANK_BY_WORDS = {"pair": "the pairwise (HPRO) head", "point": "the probability head", "blend": "a blend of both heads"}
-
-
 
 
 @app.command()
@@ -251,7 +295,11 @@ def score(
     data: Annotated[str, typer.Argument(help="Leads to score (no outcome columns needed).")],
     out: Annotated[
         Path,
-        typer.Option("--out", help="Where to write lead_id, probability (calibrated), rank_score, plus the CRM columns with --crm; the suffix picks the format (.csv, .parquet, .jsonl; file.duckdb::table with --crm)."),
+        typer.Option(
+            "--out",
+            help="Where to write lead_id, probability (calibrated), rank_score, plus the CRM columns with --crm; "
+            "the suffix picks the format (.csv, .parquet, .jsonl; file.duckdb::table with --crm).",
+        ),
     ],
     rank_by: RankByOption = None,
     threads: ThreadsOption = None,
@@ -259,27 +307,56 @@ def score(
     chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time; memory stays flat.")] = 5_000,
     crm: Annotated[
         bool,
-        typer.Option("--crm", help="Add percentile and grade (within this batch), trend and model_version. Percentile needs the whole batch, so the scores (a lead_id and two numbers per lead) are kept and written at the end; the model still reads each lead once."),
+        typer.Option(
+            "--crm",
+            help="Add percentile and grade (within this batch), trend and model_version. "
+            "Percentile needs the whole batch, so the scores (a lead_id and two numbers per lead) are kept "
+            "and written at the end; the model still reads each lead once.",
+        ),
     ] = False,
     top: Annotated[
         int | None,
-        typer.Option("--top", help="Also write the N best leads, best first, with every CRM column, to OUT with .topN before the suffix (scores.csv -> scores.top50.csv; file.duckdb::scores -> table scores_top50): a file to hand to the sales team or import. Implies --crm."),
+        typer.Option(
+            "--top",
+            help="Also write the N best leads, best first, with every CRM column, to OUT with .topN before the suffix "
+            "(scores.csv -> scores.top50.csv; file.duckdb::scores -> table scores_top50): "
+            "a file to hand to the sales team or import. Implies --crm.",
+        ),
     ] = None,
     previous: Annotated[
         str | None,
-        typer.Option("--previous", help="An earlier output of this command (a --d365 one too): trend compares each lead's probability with it (improving, steady, declining; new when absent). Implies --crm."),
+        typer.Option(
+            "--previous",
+            help="An earlier output of this command (a --d365 one too): trend compares each lead's probability with it "
+            "(improving, steady, declining; new when absent). Implies --crm.",
+        ),
     ] = None,
     crm_config: Annotated[
         Path | None,
-        typer.Option("--crm-config", help="YAML with grade cut-offs and trend tolerance (leadrank.crm.CrmConfig). Default: A top 10 %, B next 20 %, C next 30 %, D the rest; steady within 0.02. Implies --crm."),
+        typer.Option(
+            "--crm-config",
+            help="YAML with grade cut-offs and trend tolerance (leadrank.crm.CrmConfig). "
+            "Default: A top 10 %, B next 20 %, C next 30 %, D the rest; steady within 0.02. Implies --crm.",
+        ),
     ] = None,
     d365: Annotated[
         bool,
-        typer.Option("--d365", help="Write OUT as Dynamics 365 msdyn_predictivescore columns: msdyn_entityid, msdyn_entitytype, msdyn_score (0-100), msdyn_grade (0-3 = Grade A-D), msdyn_scoretrend (0 Improving, 1 Steady, 2 Declining, 3 Not enough info). The hot list keeps the readable columns. Implies --crm."),
+        typer.Option(
+            "--d365",
+            help="Write OUT as Dynamics 365 msdyn_predictivescore columns: msdyn_entityid, msdyn_entitytype, "
+            "msdyn_score (0-100), msdyn_grade (0-3 = Grade A-D), "
+            "msdyn_scoretrend (0 Improving, 1 Steady, 2 Declining, 3 Not enough info). "
+            "The hot list keeps the readable columns. Implies --crm.",
+        ),
     ] = False,
     cache: Annotated[
         str | None,
-        typer.Option("--cache", help="Score cache (file.parquet or file.duckdb::table), created when missing: leads whose prompt and model_version are unchanged since the last run reuse their scores instead of running the model. Prints how many were rescored and reused."),
+        typer.Option(
+            "--cache",
+            help="Score cache (file.parquet or file.duckdb::table), created when missing: leads whose prompt and "
+            "model_version are unchanged since the last run reuse their scores instead of running the model. "
+            "Prints how many were rescored and reused.",
+        ),
     ] = None,
     encoding: EncodingOption = "utf-8",
 ) -> None:
@@ -326,7 +403,8 @@ def evaluate(
     dtype: DtypeOption = "auto",
     threads: ThreadsOption = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Also write each lead's lead_id, label, probability and rank_score (.csv, .parquet, .jsonl).")
+        Path | None,
+        typer.Option("--out", help="Also write each lead's lead_id, label, probability and rank_score (.csv, .parquet, .jsonl)."),
     ] = None,
     encoding: EncodingOption = "utf-8",
 ) -> None:
@@ -337,7 +415,8 @@ def evaluate(
     from leadrank.config import ID_COLUMN
     from leadrank.data.io import read_table, write_table
     from leadrank.data.profile import ORACLE_COLUMN
-    from leadrank.data.schema import label_values, validate as validate_table
+    from leadrank.data.schema import label_values
+    from leadrank.data.schema import validate as validate_table
     from leadrank.experiments import score_row
     from leadrank.inference import ScoreConfig, Scorer
     from leadrank.metrics import brier, ece, precision_at, recall_at
@@ -353,8 +432,10 @@ def evaluate(
     ranked = {f"asLLR (rank by {scorer.rank_by})": scores["rank_score"].to_numpy()}
     if ORACLE_COLUMN in table.columns:
         ranked["oracle (true propensity)"] = table[ORACLE_COLUMN].to_numpy()
-    rows = [score_row(name, labels, values) | {"p@20%": precision_at(labels, values, 0.2), "r@20%": recall_at(labels, values, 0.2)}
-            for name, values in ranked.items()]
+    rows = [
+        score_row(name, labels, values) | {"p@20%": precision_at(labels, values, 0.2), "r@20%": recall_at(labels, values, 0.2)}
+        for name, values in ranked.items()
+    ]
     _print_results(pd.DataFrame(rows), title=f"{len(table):,} leads, {labels.sum():,} positives")
     console.print(f"Calling the top 20 % of these leads by the model finds {rows[0]['r@20%']:.0%} of the buyers.")
     if out is not None:
@@ -378,7 +459,10 @@ def spec_infer(
     ] = None,
     encoding: EncodingOption = "utf-8",
 ) -> None:
-    """Draft a FeatureSpec from a table: kinds inferred; ids, personal data, constants, leaks and outcome columns left out. Edit it before training."""
+    """Draft a FeatureSpec from a table: kinds inferred; ids, personal data, constants, leaks and outcome columns left out.
+
+    Edit it before training.
+    """
     from leadrank.data.infer import infer_feature_spec
     from leadrank.data.io import read_table
 
@@ -400,7 +484,9 @@ def report_command(
     results: Annotated[
         list[Path], typer.Argument(help="Results directories from `leadrank bench`, or a parent folder whose subfolders hold results.json.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="HTML file to write (self-contained: figures embedded, works offline).")] = Path("report.html"),
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write (self-contained: figures embedded, works offline).")] = Path(
+        "report.html"
+    ),
 ) -> None:
     """Render benchmark results as one offline HTML report: tables (mean ± std over seeds), notes and figures."""
     from leadrank.report import find_results, write_report
@@ -462,7 +548,9 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most leads per request and per merged scoring batch; larger requests get 422.")] = 256,
     max_request_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 8 * 2**20,
-    max_dialogue_chars: Annotated[int, typer.Option(help="Most characters in one lead's dialogue; longer gets 422 naming the lead.")] = 100_000,
+    max_dialogue_chars: Annotated[
+        int, typer.Option(help="Most characters in one lead's dialogue; longer gets 422 naming the lead.")
+    ] = 100_000,
     workers: Annotated[int, typer.Option(help="Server processes; each loads its own copy of the model.")] = 1,
     batch_wait_ms: Annotated[float, typer.Option(help="How long to wait for more requests to merge into one scoring batch.")] = 5.0,
     threads: ThreadsOption = None,
@@ -477,7 +565,10 @@ def serve(
     from leadrank.serve import ServeSettings, run
 
     settings = ServeSettings(
-        max_batch=max_batch, max_request_bytes=max_request_bytes, max_dialogue_chars=max_dialogue_chars, batch_wait_ms=batch_wait_ms,
+        max_batch=max_batch,
+        max_request_bytes=max_request_bytes,
+        max_dialogue_chars=max_dialogue_chars,
+        batch_wait_ms=batch_wait_ms,
         score=ScoreConfig(threads=threads, rank_by=rank_by, dtype=dtype),  # type: ignore[arg-type]
     )
     run(model_dir, settings, host=host, port=port, workers=workers)
@@ -499,11 +590,18 @@ def bench(
     data: Annotated[str | None, typer.Option("--data", help="Your labelled lead table. Default: simulated (see --n).")] = None,
     n: Annotated[
         int | None,
-        typer.Option("--n", help="Simulated leads: regime 60,000 at 1.4 % positives, one set; the dense suites 4,000 at 10 %, a fresh set per seed."),
+        typer.Option(
+            "--n", help="Simulated leads: regime 60,000 at 1.4 % positives, one set; the dense suites 4,000 at 10 %, a fresh set per seed."
+        ),
     ] = None,
-    synth_preset: Annotated[str | None, typer.Option(help="Simulator preset: 'default' (1.4 % positives) or 'dense' (10 %). Default: the suite's.")] = None,
+    synth_preset: Annotated[
+        str | None, typer.Option(help="Simulator preset: 'default' (1.4 % positives) or 'dense' (10 %). Default: the suite's.")
+    ] = None,
     train_sizes: Annotated[
-        str, typer.Option(help="Regime suite: comma-separated training sizes of the learning curve (newest leads), below the full training part.")
+        str,
+        typer.Option(
+            help="Regime suite: comma-separated training sizes of the learning curve (newest leads), below the full training part."
+        ),
     ] = "5000,10000,20000",
     preset: Annotated[str, typer.Option(help="asLLR recipe: 'cpu-quick' (frozen), 'cpu-lora' or 'paper' (LoRA, GPU).")] = "cpu-quick",
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m', 'tiny', or a local Hugging Face model folder.")] = None,
@@ -524,9 +622,20 @@ def bench(
     feature_spec, funnel_spec = read_specs(features, funnel)
     names = tuple(dict.fromkeys(name for item in suite or ["regime"] for name in (PAPER_SUITES if item == "all" else (item,))))
     config_ = BenchConfig(
-        suites=names, out=out, seeds=_parse_seeds(seeds), data=read_table(data, encoding=encoding) if data else None, data_name=str(data or ""),
-        features=feature_spec, funnel=funnel_spec, n=n, synth_preset=synth_preset, train_sizes=_parse_seeds(train_sizes, "--train-sizes"),
-        preset=preset, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
+        suites=names,
+        out=out,
+        seeds=_parse_seeds(seeds),
+        data=read_table(data, encoding=encoding) if data else None,
+        data_name=str(data or ""),
+        features=feature_spec,
+        funnel=funnel_spec,
+        n=n,
+        synth_preset=synth_preset,
+        train_sizes=_parse_seeds(train_sizes, "--train-sizes"),
+        preset=preset,
+        backbone=backbone,
+        config_file=config,
+        command="leadrank " + " ".join(sys.argv[1:]),
     )
     _run_and_show(config_)
 
@@ -564,7 +673,13 @@ def _run_and_show(config) -> list[Path]:
 @handle_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the simulated data, the results and the report.")] = Path("runs/demo"),
-    n: Annotated[int, typer.Option("--n", help="Number of simulated leads (default preset, 1.4 % positives: the paper's regime; 14,000 hold >= 100 training positives).")] = 14_000,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n",
+            help="Number of simulated leads (default preset, 1.4 % positives: the paper's regime; 14,000 hold >= 100 training positives).",
+        ),
+    ] = 14_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny', or a local Hugging Face model folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides cpu-quick.")] = None,
@@ -591,8 +706,16 @@ def demo(
     recipe = RunConfig.resolve("cpu-quick", config, model={"backbone": backbone} if backbone else {}).model
     console.print(f"[3/4] Baselines and asLLR ({recipe.mode} {recipe.backbone} reads each lead once, then the heads train)")
     bench_config = BenchConfig(
-        suites=("demo",), out=out, seeds=(seed,), data=table, data_name=f"{data_path} (simulated, 1.4 % positives, seed {seed})",
-        features=features, funnel=funnel, backbone=backbone, config_file=config, command="leadrank " + " ".join(sys.argv[1:]),
+        suites=("demo",),
+        out=out,
+        seeds=(seed,),
+        data=table,
+        data_name=f"{data_path} (simulated, 1.4 % positives, seed {seed})",
+        features=features,
+        funnel=funnel,
+        backbone=backbone,
+        config_file=config,
+        command="leadrank " + " ".join(sys.argv[1:]),
     )
     folders = _run_and_show(bench_config)
     report = write_report(folders, out / "report.html", title=f"leadrank demo: {n:,} simulated leads (1.4 % positives), seed {seed}")

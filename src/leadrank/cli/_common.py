@@ -34,7 +34,9 @@ F = TypeVar("F", bound=Callable[..., object])
 
 FeaturesOption = Annotated[
     Path | None,
-    typer.Option("--features", help="FeatureSpec YAML naming the input columns. Default: the shipped NEV spec (configs/features_nev.yaml)."),
+    typer.Option(
+        "--features", help="FeatureSpec YAML naming the input columns. Default: the shipped NEV spec (configs/features_nev.yaml)."
+    ),
 ]
 FunnelOption = Annotated[
     Path | None,
@@ -61,7 +63,10 @@ def handle_errors(command: F) -> F:
             if debugging():
                 raise
             title, code = describe_failure(exc)
-            err_console.print(f"[bold red]{title}[/]\n{exc}" if isinstance(exc, LeadDataError) else f"[bold red]{title}:[/] {_message(exc)}", highlight=False)
+            err_console.print(
+                f"[bold red]{title}[/]\n{exc}" if isinstance(exc, LeadDataError) else f"[bold red]{title}:[/] {_message(exc)}",
+                highlight=False,
+            )
             for note in getattr(exc, "__notes__", ()):
                 err_console.print(note, highlight=False)
             raise typer.Exit(code=code) from None
@@ -165,10 +170,12 @@ DtypeOption = Annotated[
     ),
 ]
 EncodingOption = Annotated[
-    str, typer.Option("--encoding", help="Text encoding of a CSV or JSONL input, e.g. latin-1 or cp1252 (Parquet and DuckDB carry their own).")
+    str,
+    typer.Option("--encoding", help="Text encoding of a CSV or JSONL input, e.g. latin-1 or cp1252 (Parquet and DuckDB carry their own)."),
 ]
 ThreadsOption = Annotated[
-    int | None, typer.Option("--threads", min=1, help="CPU threads for the model (with other jobs running, 1 can beat 2). Default: torch's.")
+    int | None,
+    typer.Option("--threads", min=1, help="CPU threads for the model (with other jobs running, 1 can beat 2). Default: torch's."),
 ]
 RankByOption = Annotated[
     str | None, typer.Option("--rank-by", help="'pair' (HPRO head), 'point' (probability head) or 'blend'; default: the model's choice.")

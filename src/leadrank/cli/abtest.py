@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import pandas as pd
 import typer
+from rich.console import OverflowMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,8 +19,14 @@ abtest_app = typer.Typer(
 )
 app.add_typer(abtest_app, name="abtest")
 
+
+class _ColumnWrap(TypedDict):
+    overflow: OverflowMethod
+    no_wrap: bool
+
+
 #: Table cells wrap onto more lines on a narrow terminal (a long word folds) instead of being cut to "…".
-_WRAP = {"overflow": "fold", "no_wrap": False}
+_WRAP: _ColumnWrap = {"overflow": "fold", "no_wrap": False}
 
 
 @abtest_app.command("plan")
@@ -68,7 +75,8 @@ def abtest_analyze(
         str, typer.Argument(help="One row per lead handled: specialist_id, date, converted (0/1), and arm unless --assignment is given.")
     ],
     assignment: Annotated[
-        str | None, typer.Option("--assignment", help="The assignment `leadrank abtest plan` wrote; each lead's arm is joined from its specialist.")
+        str | None,
+        typer.Option("--assignment", help="The assignment `leadrank abtest plan` wrote; each lead's arm is joined from its specialist."),
     ] = None,
     out_figure: Annotated[Path | None, typer.Option("--out-figure", help="Write a PNG of cumulative conversion per arm over time.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
@@ -88,7 +96,11 @@ def abtest_analyze(
     for row in result.summary.itertuples(index=False):
         compared = not pd.isna(row.uplift)
         table.add_row(
-            escape(row.arm), f"{row.specialists:,}", f"{row.leads:,}", f"{row.conversions:,}", f"{row.conversion_rate:.2%}",
+            escape(row.arm),
+            f"{row.specialists:,}",
+            f"{row.leads:,}",
+            f"{row.conversions:,}",
+            f"{row.conversion_rate:.2%}",
             f"{row.uplift:+.1%}" if compared else "",
             _interval(row.uplift_low, row.uplift_high, "{:+.1%}") if compared else "",
             f"{row.difference * 100:+.2f}" if compared else "",

@@ -8,7 +8,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from leadrank.cli._common import DtypeOption, EncodingOption, FeaturesOption, FunnelOption, ThreadsOption, app, console, handle_errors, noting_specs, read_specs, refuse_overwriting
+from leadrank.cli._common import (
+    DtypeOption,
+    EncodingOption,
+    FeaturesOption,
+    FunnelOption,
+    ThreadsOption,
+    app,
+    console,
+    handle_errors,
+    noting_specs,
+    read_specs,
+    refuse_overwriting,
+)
+
 
 @app.command()
 @handle_errors
@@ -16,11 +29,23 @@ def retrain(
     registry: Annotated[Path, typer.Argument(help="Registry folder (created on the first run).")],
     data: Annotated[str, typer.Argument(help="Labelled lead table; the newest leads are kept out of training to compare the models on.")],
     window_days: Annotated[int | None, typer.Option(help="Use only the leads of the last N days (by as_of). Default: all of them.")] = None,
-    holdout: Annotated[float, typer.Option(help="Most recent share of the window kept out of training; both models are compared on it.")] = 0.15,
+    holdout: Annotated[
+        float, typer.Option(help="Most recent share of the window kept out of training; both models are compared on it.")
+    ] = 0.15,
     tolerance: Annotated[float, typer.Option(help="Publish the candidate if its AUC >= the current model's AUC minus this.")] = 0.005,
-    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")] = None,
-    mode: Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")] = None,
-    preset: Annotated[str, typer.Option(help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings).")] = "cpu-quick",
+    backbone: Annotated[
+        str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) "
+            "or 'paper' (LoRA, GPU, the paper's settings)."
+        ),
+    ] = "cpu-quick",
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
@@ -35,7 +60,8 @@ def retrain(
 ) -> None:
     """Train a candidate on the newest data; publish it only if it ranks the newest leads about as well as the current model."""
     from leadrank.data.io import read_table
-    from leadrank.registry import TOP_SHARE, retrain as retrain_registry
+    from leadrank.registry import TOP_SHARE
+    from leadrank.registry import retrain as retrain_registry
     from leadrank.training import RunConfig
 
     feature_spec, funnel_spec = read_specs(features, funnel)
@@ -46,8 +72,15 @@ def retrain(
     table = read_table(data, encoding=encoding)
     with noting_specs(features, funnel):
         outcome = retrain_registry(
-            registry, table, feature_spec, funnel_spec, run,
-            window_days=window_days, holdout=holdout, tolerance=tolerance, segment_column=segment_column,
+            registry,
+            table,
+            feature_spec,
+            funnel_spec,
+            run,
+            window_days=window_days,
+            holdout=holdout,
+            tolerance=tolerance,
+            segment_column=segment_column,
         )
     title = (
         f"Comparison slice: {outcome.comparison_rows:,} leads from {outcome.cutoff} "
@@ -68,10 +101,13 @@ def retrain(
 @handle_errors
 def rollback(
     registry: Annotated[Path, typer.Argument(help="Registry folder.")],
-    to: Annotated[str | None, typer.Option("--to", help="Version to make current, e.g. v0002. Default: the one current before this one.")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version to make current, e.g. v0002. Default: the one current before this one.")
+    ] = None,
 ) -> None:
     """Make an earlier model version current again."""
-    from leadrank.registry import current, rollback as rollback_registry, versions
+    from leadrank.registry import current, versions
+    from leadrank.registry import rollback as rollback_registry
 
     was = next((v.id for v in versions(registry) if v.is_current), None)  # even when its folder is gone
     now = rollback_registry(registry, to)
@@ -94,7 +130,10 @@ def versions_command(registry: Annotated[Path, typer.Argument(help="Registry fol
     for version in listed:
         auc_at, top_at = version.metrics.get("comparison_auc"), version.metrics.get("comparison_p@5%")
         table.add_row(
-            "*" if version.is_current else "", version.id, version.published_at,
-            "n/a" if auc_at is None else f"{auc_at:.4f}", "n/a" if top_at is None else f"{top_at:.2%}",
+            "*" if version.is_current else "",
+            version.id,
+            version.published_at,
+            "n/a" if auc_at is None else f"{auc_at:.4f}",
+            "n/a" if top_at is None else f"{top_at:.2%}",
         )
     console.print(table)

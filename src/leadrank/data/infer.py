@@ -19,7 +19,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 from sklearn.metrics import roc_auc_score
 
-from leadrank.config import RESERVED_COLUMNS, Feature, FeatureSpec, FunnelSpec
+from leadrank.config import RESERVED_COLUMNS, Feature, FeatureKind, FeatureSpec, FunnelSpec
 from leadrank.data.schema import FALSE_WORDS, TRUE_WORDS
 from leadrank.errors import ConfigurationError
 
@@ -130,10 +130,10 @@ def _dialogue_column(table: pd.DataFrame, columns: list[str]) -> str | None:
         if not ptypes.is_numeric_dtype(table[c]) and not ptypes.is_bool_dtype(table[c])
     }
     long_text = {c: n for c, n in lengths.items() if n >= _TEXT_MIN_MEAN_CHARS}
-    return max(long_text, key=long_text.get) if long_text else None
+    return max(long_text, key=long_text.__getitem__) if long_text else None
 
 
-def _draft_column(column: pd.Series, kept: bool) -> tuple[str | None, str, list[str]]:
+def _draft_column(column: pd.Series, kept: bool) -> tuple[FeatureKind | None, str, list[str]]:
     """The column's kind (None when left out), why it is left out, and warnings for a person."""
     name = str(column.name)
     values = column.dropna()
@@ -147,9 +147,9 @@ def _draft_column(column: pd.Series, kept: bool) -> tuple[str | None, str, list[
     if ptypes.is_datetime64_any_dtype(column) or (not ptypes.is_numeric_dtype(column) and _looks_like_time(values)):
         return None, "timestamp: derive a number such as days since it, then add that column", []
     if not kept:
-        reason = _personal(name, values) or _identifier(name, column, values)
-        if reason:
-            return None, reason, [f"left out {name!r}: {reason} (if it is a real feature, keep it: --keep {name})"]
+        suspect = _personal(name, values) or _identifier(name, column, values)
+        if suspect:
+            return None, suspect, [f"left out {name!r}: {suspect} (if it is a real feature, keep it: --keep {name})"]
     kind, notes = _number_or_category(name, column, values)
     if kind == "categorical" and not kept and values.nunique() > _MAX_CATEGORY_SHARE * len(values):
         reason = "looks like an identifier (too many distinct values)"
@@ -199,7 +199,7 @@ def _identifier(name: str, column: pd.Series, values: pd.Series) -> str | None:
     return "identifier (a different whole number in every row)"
 
 
-def _number_or_category(name: str, column: pd.Series, values: pd.Series) -> tuple[str, list[str]]:
+def _number_or_category(name: str, column: pd.Series, values: pd.Series) -> tuple[FeatureKind, list[str]]:
     """``numeric`` when every value is a number or a missing word ('unknown', 'n/a', ...); else ``categorical``.
 
     Warns where missing words are read as missing, and where most values are numbers but some

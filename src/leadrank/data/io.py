@@ -63,6 +63,7 @@ from types import TracebackType
 from typing import IO, Any, Literal, Self
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -140,9 +141,7 @@ def _locate(source: str | Path) -> _Location:
     if fmt == "duckdb":
         return _Location(path, fmt, table or _DEFAULT_DUCKDB_TABLE)
     if table is not None:
-        raise ConfigurationError(
-            f"{source}: '::{table}' names a table inside a DuckDB file (.duckdb, .db); {suffix} files have none"
-        )
+        raise ConfigurationError(f"{source}: '::{table}' names a table inside a DuckDB file (.duckdb, .db); {suffix} files have none")
     return _Location(path, fmt)
 
 
@@ -485,7 +484,7 @@ def _defuse_formulas(table: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``table`` whose text cells and column names a spreadsheet would not run as formulas."""
     safe = table.rename(columns=_defuse)
     for position, dtype in enumerate(safe.dtypes):
-        if dtype == object or isinstance(dtype, pd.StringDtype):
+        if dtype == np.dtype(object) or isinstance(dtype, pd.StringDtype):
             safe.isetitem(position, safe.iloc[:, position].map(_defuse))
     return safe
 
@@ -629,9 +628,7 @@ class ChunkedWriter:
                 "write at least one chunk (an empty DataFrame with the output columns will do)"
             )
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         stack, self._stack = self._stack, None
         assert stack is not None
         return stack.__exit__(exc_type, exc, tb)

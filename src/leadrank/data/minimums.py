@@ -48,7 +48,7 @@ def check_minimums(
         >>> check_minimums(leads, "label", min_positives=2, min_negatives=2)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        leadrank.data.minimums.TooFewLeadsError: Too few leads to train: the table has 1 positive(s) (minimum 2) and 2 negative(s) (minimum 2). Widen...
+        leadrank.data.minimums.TooFewLeadsError: Too few leads to train: the table has 1 positive(s) (minimum 2) and 2 negative(s)...
     """
     if segment_column is None:
         groups = {"the table": table[label_column]}
@@ -65,8 +65,7 @@ def check_minimums(
         negatives = len(labels) - positives
         if positives < min_positives or negatives < min_negatives:
             shortfalls.append(
-                f"{name} has {positives} positive(s) (minimum {min_positives}) "
-                f"and {negatives} negative(s) (minimum {min_negatives})"
+                f"{name} has {positives} positive(s) (minimum {min_positives}) " f"and {negatives} negative(s) (minimum {min_negatives})"
             )
     if shortfalls:
         raise TooFewLeadsError(f"Too few leads to train: {'; '.join(shortfalls)}. {_FIX}")

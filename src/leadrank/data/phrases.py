@@ -138,7 +138,12 @@ CONCERNS = [
     ("Is there enough space for three kids?", "The second row fits three child seats, and the third row folds flat."),
 ]
 RESOLVED = ["OK, that solves it.", "Great, that works for us.", "Good, that was my main worry.", "Alright, that makes sense."]
-UNRESOLVED = ["Hmm, I'm still not convinced.", "I'll have to think about that.", "That doesn't really help us.", "Not sure that works for us."]
+UNRESOLVED = [
+    "Hmm, I'm still not convinced.",
+    "I'll have to think about that.",
+    "That doesn't really help us.",
+    "Not sure that works for us.",
+]
 
 ENTHUSIASM = [
     "The {model} looks great.",
@@ -162,8 +167,16 @@ SMALL_TALK = [
 
 NOTES = {
     0: ["Sent brochure.", "Customer asked for the price list.", "Left a voicemail."],
-    1: ["Customer keen, asked to confirm the trim and colour.", "Customer called back, wants the quote today.", "Warm: customer asked about the deposit."],
-    2: ["No answer, customer seems to have gone quiet.", "Customer said they are busy, call again later.", "Cold: customer did not reply to messages."],
+    1: [
+        "Customer keen, asked to confirm the trim and colour.",
+        "Customer called back, wants the quote today.",
+        "Warm: customer asked about the deposit.",
+    ],
+    2: [
+        "No answer, customer seems to have gone quiet.",
+        "Customer said they are busy, call again later.",
+        "Cold: customer did not reply to messages.",
+    ],
 }
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.data.schema import label_values
 from leadrank.data.split import time_split
 from leadrank.metrics import ranking_report
-from leadrank.data.schema import label_values
 
 ORACLE_COLUMN = "_true_propensity"
 

@@ -237,8 +237,7 @@ def _to_bool(value: Any, feature: Feature) -> bool:
     if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
         return value.strip().lower() in TRUE_WORDS
     raise DataContractError(
-        f"feature {feature.name!r} is bool but got {value!r}; expected True/False, 1/0 or yes/no "
-        f"(or an empty value for unknown)"
+        f"feature {feature.name!r} is bool but got {value!r}; expected True/False, 1/0 or yes/no " f"(or an empty value for unknown)"
     )
 
 
@@ -484,9 +483,7 @@ def _measured_text(turns: list[str], first: int) -> str:
     return "\n" + newest if first else newest
 
 
-def _settle(
-    turns: list[str], tokenizer: Any, max_tokens: int, first: int, count: int, starts: list[int] | None
-) -> str | None:
+def _settle(turns: list[str], tokenizer: Any, max_tokens: int, first: int, count: int, starts: list[int] | None) -> str | None:
     """The truncated dialogue, given the ``count`` and ``starts`` of ``_measured_text(turns, first)``.
 
     None when turns ``first..`` hold too few tokens to tell which of them to keep.
@@ -694,16 +691,17 @@ def build_prompts(
     # Column by column: the same values and text as build_prompt, without a dict per row.
     n_rows = len(table)
     column = spec.dialogue_column
-    values = table[column].tolist() if column is not None else [None] * n_rows
-    dialogues = [_dialogue_text({column: value}, spec) for value in values]
+    if column is None:
+        dialogues = [""] * n_rows  # what _dialogue_text gives without a dialogue column
+    else:
+        dialogues = [_dialogue_text({column: value}, spec) for value in table[column].tolist()]
     shown = _fit_dialogues(dialogues, tokenizer, max_dialogue_tokens)
     if dialogue_only:
         return [_assemble(None, _dialogue_block(d, text), template) if text else "" for d, text in zip(dialogues, shown, strict=True)]
     lines = [[f"- {f.label}: {format_value(v, f)}" for v in table[f.name].tolist()] for f in spec.features]
     tabular = ["\n".join(parts) for parts in zip(*lines, strict=True)] if lines else [""] * n_rows
     return [
-        _assemble(block, _dialogue_block(original, text), template)
-        for block, original, text in zip(tabular, dialogues, shown, strict=True)
+        _assemble(block, _dialogue_block(original, text), template) for block, original, text in zip(tabular, dialogues, shown, strict=True)
     ]
 
 

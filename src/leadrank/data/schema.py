@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
+from leadrank.config import ID_COLUMN, TIER_SIDES, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.errors import ConfigurationError, DataContractError
 
 __all__ = [
@@ -248,8 +248,9 @@ def split_valid(
 
     Nothing is coerced: ``valid`` holds the original rows unchanged (same index, columns and
     dtypes), but for a CSV table (:func:`is_text_source`), whose every cell is text, a declared
-    numeric column of the valid rows holds the numbers its cells wrote; ``rejected`` holds the other rows plus a ``_reason`` column (an existing
-    ``_reason`` column is replaced there). ``len(valid) + len(rejected) == len(table)``.
+    numeric column of the valid rows holds the numbers its cells wrote; ``rejected`` holds the
+    other rows plus a ``_reason`` column (an existing ``_reason`` column is replaced there).
+    ``len(valid) + len(rejected) == len(table)``.
     Arguments as for :func:`validate`.
 
     Raises
@@ -362,7 +363,14 @@ def label_values(column: pd.Series) -> np.ndarray:
     """The 0/1 outcomes of a validated label column: numbers, booleans or the contract's true/false words."""
     if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
         return column.to_numpy().astype(int)
-    return np.fromiter((int(bool_value(v)) for v in column), dtype=int, count=len(column))
+    return np.fromiter((int(_label_flag(v)) for v in column), dtype=int, count=len(column))
+
+
+def _label_flag(value: object) -> bool:
+    flag = bool_value(value)
+    if flag is None:
+        raise DataContractError(f"label {value!r} is missing; validate the table before reading its labels")
+    return flag
 
 
 # --------------------------------------------------------------------------------------
@@ -413,9 +421,7 @@ class _Findings:
         return pd.Series(["; ".join(r) for r in per_row], index=index, name=REASON_COLUMN, dtype=object)
 
 
-def _inspect(
-    table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpec, *, require_labels: bool, timezone: str | None
-) -> _Findings:
+def _inspect(table: pd.DataFrame, features: FeatureSpec, funnel: FunnelSpec, *, require_labels: bool, timezone: str | None) -> _Findings:
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame of leads, got {type(table).__name__}")
     zone = _zone(timezone)
@@ -437,13 +443,9 @@ def _inspect(
 
     # ---- table problems -------------------------------------------------------------
     if len(table) == 0:
-        problems.append(
-            Problem(None, "the table has no rows", "pass a table with at least one lead (check the file and any filters)")
-        )
+        problems.append(Problem(None, "the table has no rows", "pass a table with at least one lead (check the file and any filters)"))
     for name, n in repeated.items():
-        problems.append(
-            Problem(name, f"the column appears {n} times", "rename or drop the repeated columns so each name appears once")
-        )
+        problems.append(Problem(name, f"the column appears {n} times", "rename or drop the repeated columns so each name appears once"))
     for name, role, fix in _required_columns(features, funnel, require_labels=require_labels):
         if name not in counts.index:
             problems.append(Problem(name, f"the column is missing ({role})", fix + _did_you_mean(name, present)))
@@ -498,14 +500,9 @@ def _inspect(
     return findings
 
 
-def _required_columns(
-    features: FeatureSpec, funnel: FunnelSpec, *, require_labels: bool
-) -> list[tuple[str, str, str]]:
+def _required_columns(features: FeatureSpec, funnel: FunnelSpec, *, require_labels: bool) -> list[tuple[str, str, str]]:
     """(column, role, fix) for every column the table must have, without repeats."""
-    spec_fix = (
-        "add the column, or pass a FeatureSpec without it "
-        "(draft one with `leadrank spec infer DATA --out features.yaml`)"
-    )
+    spec_fix = "add the column, or pass a FeatureSpec without it " "(draft one with `leadrank spec infer DATA --out features.yaml`)"
     required: list[tuple[str, str, str]] = [
         (ID_COLUMN, "every lead table needs it", "add the column (rename yours if it has another name)"),
         (TIME_COLUMN, "every lead table needs it", "add the column (rename yours if it has another name)"),
@@ -538,7 +535,7 @@ def _numeric_rule_columns(funnel: FunnelSpec) -> list[str]:
     """Tier-rule columns (besides label and stage) that the rules only compare with numbers."""
     constants: dict[str, list[object]] = {}
     for tier in funnel.tiers:
-        for side in ("winner", "loser"):
+        for side in TIER_SIDES:
             for name, values in funnel.rule(tier, side).constants.items():
                 constants.setdefault(name, []).extend(values)
     skip = {funnel.label_column, funnel.stage_column}
@@ -554,9 +551,7 @@ def _numeric_rule_columns(funnel: FunnelSpec) -> list[str]:
 
 def _check_lead_id(ids: np.ndarray) -> list[_RowCheck]:
     missing = pd.isna(ids)
-    checks = _flag_missing(
-        missing, ID_COLUMN, "give every lead an id; split_valid() separates the rows without one"
-    )
+    checks = _flag_missing(missing, ID_COLUMN, "give every lead an id; split_valid() separates the rows without one")
     first_seen: dict[object, int] = {}
     dup_rows: list[int] = []
     dup_reasons: list[str] = []
@@ -581,8 +576,7 @@ def _check_lead_id(ids: np.ndarray) -> list[_RowCheck]:
                 dup_reasons,
                 f"{_count(len(groups), 'lead_id appears', 'lead_ids appear')} more than once: {'; '.join(shown)}{more} "
                 f"({_count(len(dup_rows), 'later row')} flagged; the first row of each id counts as valid)",
-                "keep one row per lead: deduplicate on 'lead_id' (e.g. keep the latest as_of) "
-                "or give distinct leads distinct ids",
+                "keep one row per lead: deduplicate on 'lead_id' (e.g. keep the latest as_of) " "or give distinct leads distinct ids",
             )
         )
     return checks
@@ -596,8 +590,7 @@ def _check_as_of(values: np.ndarray, times: _Times, zone: ZoneInfo | None) -> li
         TIME_COLUMN,
         "not a timestamp",
         "not timestamps",
-        "store as_of as datetimes or ISO-8601 text such as '2024-03-01', '2024-03-01T09:30:00' "
-        "or '2024-03-01T09:30:00+08:00'",
+        "store as_of as datetimes or ISO-8601 text such as '2024-03-01', '2024-03-01T09:30:00' " "or '2024-03-01T09:30:00+08:00'",
     )
     checks += _flag_values(
         values,
@@ -628,8 +621,13 @@ def _mixed_offsets(name: str, values: np.ndarray, kinds: np.ndarray) -> Problem 
 
 
 def _check_numeric(
-    series: pd.Series, values: np.ndarray, name: str, minimum: float | None = None, maximum: float | None = None,
-    *, text_source: bool = False,
+    series: pd.Series,
+    values: np.ndarray,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    text_source: bool = False,
 ) -> list[_RowCheck]:
     numbers, kinds = _numbers(series, values, text_source)
     checks = _flag_values(
@@ -638,8 +636,7 @@ def _check_numeric(
         name,
         "a boolean, not a number",
         "booleans, not numbers",
-        f"store numbers in {name!r}, not true/false (if the column is a flag, declare it as a bool feature "
-        "in the FeatureSpec)",
+        f"store numbers in {name!r}, not true/false (if the column is a flag, declare it as a bool feature " "in the FeatureSpec)",
     )
     checks += _flag_values(
         values,
@@ -708,8 +705,7 @@ def _check_bool(series: pd.Series, values: np.ndarray, name: str) -> list[_RowCh
         name,
         "not true/false",
         "not true/false",
-        f"use {_BOOL_SPELLINGS} in {name!r} and leave unknown values empty, "
-        "or declare the feature as categorical in the FeatureSpec",
+        f"use {_BOOL_SPELLINGS} in {name!r} and leave unknown values empty, " "or declare the feature as categorical in the FeatureSpec",
     )
 
 
@@ -717,9 +713,7 @@ def _check_dialogue(values: np.ndarray, name: str) -> list[_RowCheck]:
     missing = pd.isna(values)
     checks = _flag_missing(missing, name, "use an empty string for leads without conversation")
     not_text = _flag(values, lambda v: not isinstance(v, str)) & ~missing
-    checks += _flag_values(
-        values, not_text, name, "not text", "not text", f"store the transcript and notes in {name!r} as text"
-    )
+    checks += _flag_values(values, not_text, name, "not text", "not text", f"store the transcript and notes in {name!r} as text")
     return checks
 
 
@@ -748,9 +742,7 @@ def _check_label(series: pd.Series, values: np.ndarray, name: str) -> list[_RowC
 def _check_stage(values: np.ndarray, funnel: FunnelSpec) -> list[_RowCheck]:
     name = funnel.stage_column
     missing = pd.isna(values)
-    checks = _flag_missing(
-        missing, name, f"give every lead the furthest stage it reached, one of {funnel.stages}; {_NO_LABELS_FIX}"
-    )
+    checks = _flag_missing(missing, name, f"give every lead the furthest stage it reached, one of {funnel.stages}; {_NO_LABELS_FIX}")
     stages = set(funnel.stages)
     unknown = _flag(values, lambda v: not _in(v, stages)) & ~missing
     if unknown.any():
@@ -763,8 +755,7 @@ def _check_stage(values: np.ndarray, funnel: FunnelSpec) -> list[_RowCheck]:
                 name,
                 rows,
                 [f"{name} {values[r]!r} is not a stage of the funnel" for r in rows],
-                f"{_count(len(rows), 'value is', 'values are')} not a stage of the funnel: {shown}{more}; "
-                f"allowed: {funnel.stages}",
+                f"{_count(len(rows), 'value is', 'values are')} not a stage of the funnel: {shown}{more}; " f"allowed: {funnel.stages}",
                 f"use one of {funnel.stages} (the spelling must match), or add the stage to the FunnelSpec's stages",
             )
         )
@@ -789,9 +780,7 @@ def _zone(timezone: str | None) -> ZoneInfo | None:
     try:
         return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ConfigurationError(
-            f"unknown time zone {timezone!r}; use an IANA name such as 'UTC' or 'Asia/Shanghai'"
-        ) from None
+        raise ConfigurationError(f"unknown time zone {timezone!r}; use an IANA name such as 'UTC' or 'Asia/Shanghai'") from None
 
 
 def _read_times(column: pd.Series, zone: ZoneInfo | None) -> _Times:
@@ -849,14 +838,10 @@ def _flag_missing(missing: np.ndarray, name: str, fix: str) -> list[_RowCheck]:
     if not missing.any():
         return []
     rows = np.flatnonzero(missing)
-    return [
-        _RowCheck(name, rows, [f"{name} is missing"] * len(rows), f"{_count(len(rows), 'value is', 'values are')} missing", fix)
-    ]
+    return [_RowCheck(name, rows, [f"{name} is missing"] * len(rows), f"{_count(len(rows), 'value is', 'values are')} missing", fix)]
 
 
-def _flag_values(
-    values: np.ndarray, bad: np.ndarray, name: str, what_one: str, what_many: str, fix: str
-) -> list[_RowCheck]:
+def _flag_values(values: np.ndarray, bad: np.ndarray, name: str, what_one: str, what_many: str, fix: str) -> list[_RowCheck]:
     """A check naming the bad raw values: ``"3 values are not numbers: 'abc', 'n/a'"``."""
     if not bad.any():
         return []

@@ -142,7 +142,10 @@ def _split(table: pd.DataFrame, fraction: float, time_column: str, *, fraction_n
 
 
 def _parse_times(table: pd.DataFrame, time_column: str) -> pd.Series:
-    """``table[time_column]`` read by the contract's rule (:func:`~leadrank.data.schema.parse_as_of`); raise naming the rows that are not times."""
+    """``table[time_column]`` read by the contract's rule (:func:`~leadrank.data.schema.parse_as_of`).
+
+    Raise naming the rows that are not times.
+    """
     if time_column not in table.columns:
         raise DataContractError(f"no {time_column!r} column to split on; the table has columns {list(table.columns)}")
     column = table[time_column]
@@ -188,10 +191,7 @@ def check_no_leakage(feature_columns: Iterable[str], supervision_columns: Iterab
     problems = []
     for name in feature_columns:
         if name in supervision:
-            problems.append(
-                f"feature {name!r} is a supervision column (outcome after {TIME_COLUMN}); "
-                "remove it from the FeatureSpec"
-            )
+            problems.append(f"feature {name!r} is a supervision column (outcome after {TIME_COLUMN}); " "remove it from the FeatureSpec")
         elif name.startswith("_"):
             problems.append(
                 f"feature {name!r} starts with '_', which marks a diagnostic column (e.g. the simulator's true "

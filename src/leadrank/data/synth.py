@@ -40,6 +40,17 @@ CURRENT_CARS = np.array(["none", "ice_sedan", "ice_suv", "hybrid", "ev"])
 BUDGET_BANDS = np.array(["under 150k", "150k-250k", "250k-350k", "over 350k"])
 STAGES_AT_AS_OF = np.array(["new", "call", "test_drive"])
 
+SynthPreset = Literal["default", "dense"]
+_PRESET_RATES: dict[SynthPreset, float] = {"default": 0.014, "dense": 0.10}
+
+
+def check_preset(name: str) -> SynthPreset:
+    """``name`` as a :meth:`SynthConfig.preset` name; raise :class:`ConfigurationError` naming the choices."""
+    for preset in _PRESET_RATES:
+        if name == preset:
+            return preset
+    raise ConfigurationError(f"Unknown preset {name!r}; choose one of {sorted(_PRESET_RATES)}.")
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -62,12 +73,9 @@ class SynthConfig:
             raise ValueError("days, horizon_days and n_specialists must be at least 1.")
 
     @classmethod
-    def preset(cls, name: Literal["default", "dense"], **overrides: object) -> SynthConfig:
+    def preset(cls, name: SynthPreset, **overrides: object) -> SynthConfig:
         """``default``: 1.4 % positives as in the paper; ``dense``: 10 % for quick demos."""
-        rates = {"default": 0.014, "dense": 0.10}
-        if name not in rates:
-            raise ConfigurationError(f"Unknown preset {name!r}; choose one of {sorted(rates)}.")
-        return replace(cls(positive_rate=rates[name]), **overrides)  # type: ignore[arg-type]
+        return replace(cls(positive_rate=_PRESET_RATES[check_preset(name)]), **overrides)  # type: ignore[arg-type]
 
 
 def simulate(config: SynthConfig = SynthConfig()) -> pd.DataFrame:
@@ -137,9 +145,7 @@ def _profile(rng: np.random.Generator, intent: np.ndarray, time_frac: np.ndarray
         ]
     )
     city_tier = CITY_TIERS[rng.choice(4, n, p=[0.3, 0.35, 0.2, 0.15])]
-    budget_weights = np.column_stack(
-        [np.full(n, 1.0), np.full(n, 2.0), np.exp(0.3 * intent) * 2.0, np.full(n, 1.0)]
-    )
+    budget_weights = np.column_stack([np.full(n, 1.0), np.full(n, 2.0), np.exp(0.3 * intent) * 2.0, np.full(n, 1.0)])
     app_30d = rng.poisson(np.exp(1.3 + 0.55 * engaged))
     stage_score = engaged + 0.4 * rng.normal(size=n)
     return pd.DataFrame(
@@ -258,7 +264,4 @@ def _render_dialogues(facts: pd.DataFrame, never_reached: np.ndarray, specialist
     """Turn each lead's facts into a speaker-tagged transcript plus dated follow-up notes."""
     rand = random.Random(seed)
     names = [P.SPECIALIST_NAMES[s % len(P.SPECIALIST_NAMES)] for s in specialist]
-    return [
-        "" if silent else P.render(record, rand, name)
-        for record, silent, name in zip(facts.to_dict("records"), never_reached, names)
-    ]
+    return ["" if silent else P.render(record, rand, name) for record, silent, name in zip(facts.to_dict("records"), never_reached, names)]

@@ -67,15 +67,17 @@ def simulate_specialists(config: ABSimConfig = ABSimConfig()) -> pd.DataFrame:
     lockins_30d = rng.binomial(followups, true_rate)
     lockins_14d = rng.binomial(lockins_30d, 14 / HISTORY_DAYS)
     lockins_7d = rng.binomial(lockins_14d, 7 / 14)
-    return pd.DataFrame({
-        SPECIALIST_COLUMN: [f"S{i:03d}" for i in range(n)],
-        TIER_COLUMN: [f"T{t + 1}" for t in tier],
-        "lockins_7d": lockins_7d,
-        "lockins_14d": lockins_14d,
-        "lockins_30d": lockins_30d,
-        FOLLOWUP_COLUMN: followups,
-        TRUE_RATE_COLUMN: true_rate,
-    })
+    return pd.DataFrame(
+        {
+            SPECIALIST_COLUMN: [f"S{i:03d}" for i in range(n)],
+            TIER_COLUMN: [f"T{t + 1}" for t in tier],
+            "lockins_7d": lockins_7d,
+            "lockins_14d": lockins_14d,
+            "lockins_30d": lockins_30d,
+            FOLLOWUP_COLUMN: followups,
+            TRUE_RATE_COLUMN: true_rate,
+        }
+    )
 
 
 def simulate_outcomes(assignment: pd.DataFrame, config: ABSimConfig = ABSimConfig()) -> pd.DataFrame:
@@ -90,9 +92,11 @@ def simulate_outcomes(assignment: pd.DataFrame, config: ABSimConfig = ABSimConfi
     specialist = np.repeat(np.arange(len(assignment)), counts.sum(axis=1))
     day = np.concatenate([np.repeat(np.arange(config.days), row) for row in counts])
     converted = (rng.uniform(size=len(specialist)) < rate[specialist]).astype(int)
-    return pd.DataFrame({
-        "lead_id": [f"AB{i:07d}" for i in range(len(specialist))],
-        SPECIALIST_COLUMN: assignment[SPECIALIST_COLUMN].to_numpy()[specialist],
-        DATE_COLUMN: pd.Timestamp(config.start) + pd.to_timedelta(day, unit="D"),
-        CONVERTED_COLUMN: converted,
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": [f"AB{i:07d}" for i in range(len(specialist))],
+            SPECIALIST_COLUMN: assignment[SPECIALIST_COLUMN].to_numpy()[specialist],
+            DATE_COLUMN: pd.Timestamp(config.start) + pd.to_timedelta(day, unit="D"),
+            CONVERTED_COLUMN: converted,
+        }
+    )

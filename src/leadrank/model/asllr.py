@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -35,7 +35,9 @@ class ModelConfig(BaseModel):
 
     # backbone
     backbone: str = Field(default="smollm2-135m", description="'smollm2-135m', 'tiny', or a local Hugging Face causal-LM folder.")
-    mode: Literal["lora", "frozen"] = Field(default="lora", description="'lora': fine-tune (the paper); 'frozen': heads on cached hidden states.")
+    mode: Literal["lora", "frozen"] = Field(
+        default="lora", description="'lora': fine-tune (the paper); 'frozen': heads on cached hidden states."
+    )
     # what the model reads
     reading: Literal["prompt", "dialogue"] = Field(
         default="prompt",
@@ -157,13 +159,17 @@ class ASLLR(nn.Module):
                 _truncate(causal_lm, self.pool_layer)
             self.lm = causal_lm
         if config.side_input != (side_width > 0):
-            raise ValueError(f"side_input={config.side_input} in the ModelConfig but side_width={side_width}; pass the side encoder's width.")
+            raise ValueError(
+                f"side_input={config.side_input} in the ModelConfig but side_width={side_width}; pass the side encoder's width."
+            )
         self.heads = ScoringHeads(width, side_width, config.head_hidden, config.head_dropout)
         self.margins: nn.Module | None = None  # learned tier margins, set by training when asked
 
     @property
     def causal_lm(self) -> PreTrainedModel:
-        return self.lm.get_base_model() if isinstance(self.lm, PeftModel) else self.lm
+        model = self.lm.get_base_model() if isinstance(self.lm, PeftModel) else self.lm
+        # peft types get_base_model() as any nn.Module: it is the PreTrainedModel that __init__ wrapped.
+        return cast(PreTrainedModel, model)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(pooled features for the heads, last-token final-layer state for the LM head).
@@ -199,6 +205,8 @@ class ASLLR(nn.Module):
         """
         answer_logits, read_rows = None, None
         if pooled is None:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("pass input_ids and attention_mask, or pooled states")
             pooled, answer_logits, read_rows = self._read(input_ids, attention_mask, has_text)
         point, pair = self.heads(pooled, side, has_text)
         return ASLLROutput(point, pair, answer_logits, pooled, read_rows)
@@ -247,7 +255,8 @@ def resolve_pool_layer(config: ModelConfig, depth: int) -> int:
 def _truncate(causal_lm: PreTrainedModel, layer: int) -> None:
     """Keep only the layers below ``layer`` and drop the final norm: the output is that layer's state."""
     decoder = causal_lm.base_model
-    decoder.layers = decoder.layers[:layer]
+    # torch types a submodule read by attribute as Tensor | Module; a decoder's layers are a ModuleList.
+    decoder.layers = cast(nn.ModuleList, decoder.layers)[:layer]
     decoder.norm = nn.Identity()
     causal_lm.config.num_hidden_layers = layer
 

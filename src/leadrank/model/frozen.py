@@ -78,12 +78,12 @@ def extract_features(
 ) -> torch.Tensor:
     """``(len(prompts), width)`` float32 pooled states; cached rows are read, the rest computed.
 
-    An empty prompt (a lead with nothing to read) is not read: its row is zeros, and the heads
-    give it their learned ``no_text`` vector. Only the rows not in the cache are tokenized and
-    go through the model, in length-sorted batches of at most ``batch_size`` rows and, when
-    given, ``max_batch_tokens`` padded tokens; every ``CACHE_CHUNK`` distinct prompts are written
-to the cache as soon as they are read, so a killed run continues where it stopped.
-``progress`` counts the leads with text.
+        An empty prompt (a lead with nothing to read) is not read: its row is zeros, and the heads
+        give it their learned ``no_text`` vector. Only the rows not in the cache are tokenized and
+        go through the model, in length-sorted batches of at most ``batch_size`` rows and, when
+        given, ``max_batch_tokens`` padded tokens; every ``CACHE_CHUNK`` distinct prompts are written
+    to the cache as soon as they are read, so a killed run continues where it stopped.
+    ``progress`` counts the leads with text.
     """
     out = torch.zeros((len(prompts), model.causal_lm.config.hidden_size))
     rows = [i for i, prompt in enumerate(prompts) if prompt]

@@ -42,7 +42,9 @@ def length_sorted_batches(lengths: Sequence[int], max_batch: int, max_tokens: in
     A batch holds at most ``max_batch`` rows and, when given, at most ``max_tokens`` padded tokens.
     """
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, current, width = [], [], 0
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    width = 0
     for index in order:
         new_width = max(width, int(lengths[index]))
         too_many_tokens = max_tokens is not None and current and new_width * (len(current) + 1) > max_tokens
