@@ -122,7 +122,7 @@ class TestScoreCrm:
 
     def test_top_zero_is_refused(self, model_dir: Path, new_leads: Path, tmp_path: Path) -> None:
         result = invoke("score", model_dir, new_leads, "--out", tmp_path / "S.csv", "--top", "0")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "top must be a positive number" in text(result)
 
 

@@ -190,7 +190,7 @@ class TestAtomicWrites:
             raise OSError("disk full")
 
         monkeypatch.setattr(pd.DataFrame, "to_csv", half_write_then_crash)
-        monkeypatch.setattr(pd.DataFrame, "to_json", half_write_then_crash)
+        monkeypatch.setattr(io, "_write_jsonl", half_write_then_crash)
         monkeypatch.setattr(io.pq, "write_table", lambda table, where, **kw: half_write_then_crash(table, where))
         with pytest.raises(OSError, match="disk full"):
             write_table(leads(6), destination)
@@ -442,7 +442,7 @@ class TestFileAccess:
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
-        monkeypatch.setattr(pd.DataFrame, "to_json", disk_full)
+        monkeypatch.setattr(io, "_write_jsonl", disk_full)
         monkeypatch.setattr(io.pq, "write_table", disk_full)
         with pytest.raises(EnvironmentProblem, match=r"cannot write .*: No space left on device; choose a writable folder with free space"):
             write_table(leads(6), destination)
@@ -461,7 +461,7 @@ class TestFileAccess:
             with ChunkedWriter(destination) as out:
                 out.write(leads(4))
                 monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
-                monkeypatch.setattr(pd.DataFrame, "to_json", disk_full)
+                monkeypatch.setattr(io, "_write_jsonl", disk_full)
                 monkeypatch.setattr(io.pq.ParquetWriter, "write_table", disk_full)
                 out.write(leads(4))
         assert destination.read_bytes() == before

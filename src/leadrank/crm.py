@@ -45,7 +45,7 @@ from pydantic import Field, model_validator
 
 from leadrank.config import ID_COLUMN, YamlModel
 from leadrank.data.io import write_table
-from leadrank.errors import ConfigurationError
+from leadrank.errors import ConfigurationError, DataContractError
 
 CRM_COLUMNS = [ID_COLUMN, "probability", "rank_score", "percentile", "grade", "trend", "model_version"]
 GRADES = ("A", "B", "C", "D")
@@ -132,11 +132,11 @@ def _previous_probability(previous: pd.DataFrame) -> pd.Series:
     ids = previous[ID_COLUMN].astype(str)
     duplicated = ids[ids.duplicated()].unique().tolist()
     if duplicated:
-        raise ValueError(f"previous scores: lead_id {duplicated[:5]} appear more than once; keep one row per lead (the latest).")
+        raise DataContractError(f"previous scores: lead_id {duplicated[:5]} appear more than once; keep one row per lead (the latest).")
     probability = pd.to_numeric(previous["probability"], errors="coerce")
     bad = previous.index[probability.isna() | (probability < 0) | (probability > 1)].tolist()
     if bad:
-        raise ValueError(f"previous scores: rows {bad[:5]} have a probability that is not a number in [0, 1]; fix or drop them.")
+        raise DataContractError(f"previous scores: rows {bad[:5]} have a probability that is not a number in [0, 1]; fix or drop them.")
     return pd.Series(probability.to_numpy(), index=ids.to_numpy())
 
 
@@ -163,7 +163,7 @@ def add_crm_fields(
 def hot_list(crm: pd.DataFrame, n: int) -> pd.DataFrame:
     """The ``n`` best leads by ``rank_score``, best first; ties keep their input order."""
     if n < 1:
-        raise ValueError(f"the hot list needs at least one lead; got top={n}.")
+        raise ConfigurationError(f"the hot list needs at least one lead; got top={n}.")
     return crm.sort_values("rank_score", ascending=False, kind="stable").head(n).reset_index(drop=True)
 
 
@@ -220,7 +220,7 @@ class CrmOutput:
 
     def __post_init__(self) -> None:
         if self.top is not None and self.top < 1:
-            raise ValueError(f"top must be a positive number of leads; got {self.top}.")
+            raise ConfigurationError(f"top must be a positive number of leads; got {self.top}.")
         if self.previous is not None:
             _previous_probability(self.previous)  # checked now, not after the model has read every lead
 

@@ -30,6 +30,7 @@ from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import REASON_COLUMN, split_valid, validate
 from leadrank.hardware import Dtype, resolve_dtype
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
+from leadrank.errors import ConfigurationError
 
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
 
@@ -46,7 +47,7 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         if self.rank_by not in (None, "pair", "point", "blend"):
-            raise ValueError(f"rank_by must be 'pair', 'point' or 'blend'; got {self.rank_by!r}.")
+            raise ConfigurationError(f"rank_by must be 'pair', 'point' or 'blend'; got {self.rank_by!r}.")
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class Scorer:
             for chunk in iter_table(source, chunk_rows, encoding=encoding):
                 valid, rejected = split_valid(chunk, self.artifact.features, self.artifact.funnel, require_labels=False)
                 valid, repeated = _split_seen(valid, seen, rows_in)
+                seen.update(chunk[ID_COLUMN].dropna())  # a rejected row's id counts as seen too, as within a chunk
                 rejected = pd.concat([rejected, repeated]).sort_index() if len(repeated) else rejected
                 rows_in += len(chunk)
                 if len(valid):
@@ -292,11 +294,10 @@ class Scorer:
 
 
 def _split_seen(valid: pd.DataFrame, seen: set, first_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows with a new lead_id, rows whose lead_id an earlier chunk had, with a ``_reason``); ``seen`` grows."""
+    """(rows with a new lead_id, rows whose lead_id an earlier chunk had, valid or not, with a ``_reason``)."""
     again = valid[ID_COLUMN].isin(seen).to_numpy()
     repeated = valid[again].copy()
     repeated[REASON_COLUMN] = [f"duplicate lead_id {value!r}, first seen before row {first_row}" for value in repeated[ID_COLUMN]]
-    seen.update(valid[ID_COLUMN][~again])
     return valid[~again], repeated
 
 

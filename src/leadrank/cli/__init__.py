@@ -122,11 +122,10 @@ def validate(
     if timezone is not None:
         valid = valid.assign(**{TIME_COLUMN: parse_as_of(valid[TIME_COLUMN], timezone)})
     write_table(valid, out)
-    write_table(rejected, rejected_path)
-    console.print(
-        f"{len(table):,} rows in: {len(valid):,} valid -> {out}, {len(rejected):,} rejected -> {rejected_path} "
-        f"(reasons in its _reason column)."
-    )
+    if len(rejected):  # as `score` does: a rejected file only when some row is rejected
+        write_table(rejected, rejected_path)
+    where = f" -> {rejected_path} (reasons in its _reason column)" if len(rejected) else ""
+    console.print(f"{len(table):,} rows in: {len(valid):,} valid -> {out}, {len(rejected):,} rejected{where}.")
 
 
 @app.command()

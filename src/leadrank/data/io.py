@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import datetime
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -100,8 +102,6 @@ _DELIMITERS = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # RFC 4180 line ends: Python 3.11's csv writer quotes a field holding \r only when \r ends lines.
 _CSV_LINE_END = "\r\n"
-# JSONL is written with microsecond timestamps: the resolution pandas parses text into.
-_JSON_DATE_UNIT = "us"
 _EXCERPT_CHARS = 60
 
 
@@ -522,15 +522,29 @@ def _unstorable(table: pd.DataFrame, destination: Path, schema: pa.Schema | None
 
 
 def _write_jsonl(table: pd.DataFrame, target: str | Path | IO[str]) -> None:
-    table.to_json(
-        target,
-        orient="records",
-        lines=True,
-        date_format="iso",
-        date_unit=_JSON_DATE_UNIT,
-        force_ascii=False,
-        index=False,
+    """One JSON object per row, every number as Python writes it (all its digits: pandas'
+    ``to_json`` rounds floats to 10 decimals), timestamps in ISO 8601, missing values as null."""
+    lines = "".join(
+        json.dumps({str(k): _json_value(v) for k, v in record.items()}, ensure_ascii=False) + "\n"
+        for record in table.to_dict(orient="records")
     )
+    if isinstance(target, (str, Path)):
+        Path(target).write_text(lines, encoding="utf-8")
+    else:
+        target.write(lines)
+
+
+def _json_value(value: object) -> object:
+    """A cell as a plain JSON value."""
+    if isinstance(value, (pd.Timestamp, datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return value
 
 
 def _write_duckdb(table: pd.DataFrame, location: _Location) -> None:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -875,6 +876,12 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (Real, Decimal)) and not isinstance(value, (bool, np.bool_))
 
 
+#: A number as text: ASCII digits, an optional sign, decimal point and exponent, surrounding
+#: spaces (what pandas' CSV reader and ``pd.to_numeric`` read). Python's ``float()`` also takes
+#: '1_000', full-width or Arabic-Indic digits and 'nan' / 'inf', which the readers do not.
+_DECIMAL_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+
 def _number_kind(value: object) -> int:
     """What one cell of a numeric column holds (NaN counts as a number: the float of a gap)."""
     if isinstance(value, (bool, np.bool_)):
@@ -882,11 +889,7 @@ def _number_kind(value: object) -> int:
     if _is_number(value):
         return _NUMBER
     if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return _NOT_NUMBER
-        return _TEXT_NUMBER
+        return _TEXT_NUMBER if _DECIMAL_TEXT.fullmatch(value) else _NOT_NUMBER
     return _NO_NUMBER if is_missing(value) else _NOT_NUMBER
 
 
