@@ -28,9 +28,9 @@ from leadrank.crm import CrmOutput, CrmSummary, hot_list_location
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, refuse_overwriting_inputs, write_table
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import REASON_COLUMN, split_valid, validate
+from leadrank.errors import ConfigurationError
 from leadrank.hardware import Dtype, resolve_dtype
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
-from leadrank.errors import ConfigurationError
 
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
 
