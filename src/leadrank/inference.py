@@ -23,11 +23,11 @@ import torch
 from peft import PeftModel
 
 from leadrank.artifact import Artifact, RankBy, blend_scores
-from leadrank.config import ID_COLUMN
+from leadrank.config import ID_COLUMN, TIME_COLUMN
 from leadrank.crm import CrmOutput, CrmSummary, hot_list_location
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, refuse_overwriting_inputs, write_table
 from leadrank.data.prompt import build_prompts
-from leadrank.data.schema import REASON_COLUMN, split_valid, validate
+from leadrank.data.schema import REASON_COLUMN, parse_as_of, split_valid, validate
 from leadrank.errors import ConfigurationError
 from leadrank.hardware import Dtype, resolve_dtype
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
@@ -262,8 +262,10 @@ class Scorer:
             scored_out = None if crm else stack.enter_context(ChunkedWriter(destination))
             write = kept.append if scored_out is None else scored_out.write
             rejected_out = None
+            first_time = None  # an as_of of an earlier chunk: naive and offset times may not mix across chunks either
             for chunk in iter_table(source, chunk_rows, encoding=encoding):
                 valid, rejected = split_valid(chunk, self.artifact.features, self.artifact.funnel, require_labels=False)
+                first_time = _check_times_agree(first_time, chunk)
                 valid, repeated = _split_seen(valid, seen, rows_in)
                 seen.update(chunk[ID_COLUMN].dropna())  # a rejected row's id counts as seen too, as within a chunk
                 rejected = pd.concat([rejected, repeated]).sort_index() if len(repeated) else rejected
@@ -291,6 +293,18 @@ class Scorer:
         if self.rank_by == "pair":
             return pair
         return blend_scores(point, pair, self.artifact.score_stats)
+
+
+def _check_times_agree(earlier: pd.Series | None, chunk: pd.DataFrame) -> pd.Series | None:
+    """Raise as :func:`validate` does when ``chunk``'s as_of values and an earlier chunk's mix naive and
+    offset times; return the as_of value later chunks are compared with."""
+    if TIME_COLUMN not in chunk.columns:
+        return earlier
+    if earlier is not None:
+        parse_as_of(pd.concat([earlier, chunk[TIME_COLUMN]], ignore_index=True).rename(TIME_COLUMN))
+        return earlier
+    present = chunk[TIME_COLUMN].dropna()
+    return present.head(1) if len(present) else None
 
 
 def _split_seen(valid: pd.DataFrame, seen: set, first_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -350,7 +350,10 @@ class _Worker:
         records = [lead for job in batch for lead in job.leads]
         table = pd.DataFrame.from_records(records)
         table[ID_COLUMN] = [str(i) for i in range(len(table))]  # ids may repeat across requests
-        scores = self._scorer.score(table)
+        # each job's leads were validated on their own when the request arrived; the merged
+        # table is not judged again (two valid requests may differ, e.g. in how as_of is written)
+        point, pair = self._scorer.raw_scores(table)
+        scores = self._scorer.to_scores(table[ID_COLUMN], point, pair)
         parts, start = [], 0
         for job in batch:
             part = scores.iloc[start : start + len(job.leads)].reset_index(drop=True)
