@@ -1,4 +1,4 @@
-"""Probability calibration: leadrank.artifact (Calibration, fit_calibration, from_training, save/load).
+"""Probability calibration: leadrank.calibration (Calibration, fit_calibration) and its place in the artifact.
 
 The calibration is fitted when a model is packaged, on the validation slice's pointwise
 logits. Here the validation slice comes from a miscalibrated generator: the true chance of a
@@ -20,19 +20,8 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.isotonic import IsotonicRegression
 
-from leadrank.artifact import (
-    ISOTONIC_MIN_LEADS,
-    ISOTONIC_MIN_PER_CLASS,
-    PLATT_MIN_PER_CLASS,
-    Artifact,
-    ArtifactError,
-    Calibration,
-    fit_calibration,
-    from_training,
-    load,
-    read_manifest,
-    save,
-)
+from leadrank.artifact import Artifact, ArtifactError, from_training, load, read_manifest, save
+from leadrank.calibration import ISOTONIC_MIN_LEADS, ISOTONIC_MIN_PER_CLASS, PLATT_MIN_PER_CLASS, Calibration, fit_calibration
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import ScoreConfig, Scorer

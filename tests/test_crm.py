@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from test_calibration import miscalibrated, package
 
-from leadrank.artifact import ArtifactError, Calibration, load, read_manifest, save
+from leadrank.artifact import ArtifactError, load, read_manifest, save
+from leadrank.calibration import Calibration
 from leadrank.crm import (
     CRM_COLUMNS,
     CrmConfig,
