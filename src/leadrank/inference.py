@@ -303,8 +303,8 @@ def _check_times_agree(earlier: pd.Series | None, chunk: pd.DataFrame) -> pd.Ser
     if earlier is not None:
         parse_as_of(pd.concat([earlier, chunk[TIME_COLUMN]], ignore_index=True).rename(TIME_COLUMN))
         return earlier
-    present = chunk[TIME_COLUMN].dropna()
-    return present.head(1) if len(present) else None
+    readable = parse_as_of(chunk[TIME_COLUMN]).notna().to_numpy()  # a value that is not a time says nothing of its kind
+    return chunk[TIME_COLUMN][readable].head(1) if readable.any() else None
 
 
 def _split_seen(valid: pd.DataFrame, seen: set, first_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -280,9 +280,13 @@ def _read_errors(location: _Location, encoding: str, codec: str) -> Iterator[Non
         ) from exc
     except ValueError as exc:
         problem = _broken_json_line(location.path, codec) if location.format == "jsonl" else None
-        if problem is None:
-            raise
-        raise problem from exc
+        if problem is not None:
+            raise problem from exc
+        if location.format == "jsonl":  # valid JSON pandas cannot hold, e.g. an integer beyond 64 bits
+            raise DataContractError(
+                f"{location.path}: {exc}; a number there does not fit a 64-bit column: store it as text, or smaller"
+            ) from exc
+        raise
 
 
 def _undecodable(path: Path, encoding: str, codec: str) -> DataContractError | None:
