@@ -401,6 +401,12 @@ class TestFiles:
         (problem,) = problems_of(scoring)
         assert problem.column == "label" and problem.rows == (2,)
 
+    def test_an_empty_or_blank_lead_id_is_rejected_as_the_service_rejects_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "leads.jsonl"
+        small_table().assign(lead_id=["a", "", "   ", "d"]).to_json(path, orient="records", lines=True)
+        (problem,) = problems_of(read_table(path))
+        assert problem.column == "lead_id" and problem.rows == (1, 2) and "empty or only whitespace" in problem.message
+
     def test_one_word_in_a_csv_numeric_column_rejects_that_row_only(self, tmp_path: Path) -> None:
         small_table(visits=[1, 3, "many", 2]).to_csv(tmp_path / "leads.csv", index=False)
         table = read_table(tmp_path / "leads.csv")

@@ -553,6 +553,9 @@ def _numeric_rule_columns(funnel: FunnelSpec) -> list[str]:
 def _check_lead_id(ids: np.ndarray) -> list[_RowCheck]:
     missing = pd.isna(ids)
     checks = _flag_missing(missing, ID_COLUMN, "give every lead an id; split_valid() separates the rows without one")
+    blank = np.array([isinstance(v, str) and not v.strip() for v in ids], dtype=bool)
+    checks += _flag_values(ids, blank, ID_COLUMN, "empty or only whitespace", "empty or only whitespace", "give every lead a real id")
+    missing = missing | blank
     first_seen: dict[object, int] = {}
     dup_rows: list[int] = []
     dup_reasons: list[str] = []
