@@ -229,6 +229,6 @@ class TestScoreAndEvaluate:
     def test_an_unknown_rank_by_is_a_usage_error(self, trained: tuple[Result, Path], data_dir: Path, tmp_path: Path) -> None:
         _, model = trained
         result = invoke("score", model, data_dir / "new.csv", "--out", tmp_path / "S.csv", "--rank-by", "nope")
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output
         assert "nope" in text(result) and "blend" in text(result)
         assert not (tmp_path / "S.csv").exists()

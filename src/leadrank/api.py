@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from leadrank import artifact as artifacts
 from leadrank.artifact import Artifact
-from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.config import DEFAULT_PRESET, FeatureSpec, FunnelSpec
 from leadrank.inference import ScoreConfig, Scorer
 from leadrank.training import RunConfig
 from leadrank.training import train as train_model
@@ -74,7 +74,7 @@ def train(
     *,
     features: FeatureSpec | None = None,
     funnel: FunnelSpec | None = None,
-    preset: str = "cpu-quick",
+    preset: str = DEFAULT_PRESET,
     config: str | Path | None = None,
     model: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
@@ -114,7 +114,7 @@ class LeadRanker(ClassifierMixin, BaseEstimator):
         self,
         features: FeatureSpec | None = None,
         funnel: FunnelSpec | None = None,
-        preset: str = "cpu-quick",
+        preset: str = DEFAULT_PRESET,
         model: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
     ) -> None:

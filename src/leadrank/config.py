@@ -38,6 +38,11 @@ class SpecNotFoundError(EnvironmentProblem, FileNotFoundError):
     """A spec file that does not exist."""
 
 
+#: The recipes shipped in ``configs/presets/`` (see ``RunConfig.resolve``); the first is the default.
+PRESETS = ("cpu-quick", "cpu-lora", "paper")
+DEFAULT_PRESET = PRESETS[0]
+
+
 class YamlModel(BaseModel):
     """A frozen pydantic model that reads and writes YAML."""
 

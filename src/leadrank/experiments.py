@@ -46,7 +46,7 @@ from leadrank.baselines import (
     PairwiseLogisticBaseline,
 )
 from leadrank.baselines._columns import DEFAULT_STAGE_COLUMN
-from leadrank.config import ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
+from leadrank.config import DEFAULT_PRESET, ID_COLUMN, TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.io import write_table
 from leadrank.data.minimums import check_minimums
 from leadrank.data.profile import ORACLE_COLUMN
@@ -144,7 +144,7 @@ class BenchConfig:
     synth_preset: str | None = None
     one_set: bool | None = None
     train_sizes: tuple[int, ...] = (5_000, 10_000, 20_000)
-    preset: str = "cpu-quick"
+    preset: str = DEFAULT_PRESET
     backbone: str | None = None
     config_file: Path | None = None
     test_fraction: float = 0.3
@@ -217,7 +217,7 @@ class Trial:
         seed: int,
         recipe: RunConfig,
         *,
-        recipe_name: str = "cpu-quick",
+        recipe_name: str = DEFAULT_PRESET,
         train_sizes: tuple[int, ...] = (),
     ) -> None:
         self.split, self.features, self.funnel, self.seed, self.recipe = split, features, funnel, seed, recipe

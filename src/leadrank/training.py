@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from leadrank.config import FeatureSpec, FunnelSpec, YamlModel
+from leadrank.config import PRESETS, FeatureSpec, FunnelSpec, YamlModel
 from leadrank.data.minimums import check_minimums
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import label_values, validate
@@ -98,9 +98,6 @@ class TrainConfig(BaseModel):
     @property
     def loss_weights(self) -> LossWeights:
         return LossWeights(bce=self.bce_weight, hpro=self.hpro_weight, ce=self.ce_weight)
-
-
-PRESETS = ("cpu-quick", "cpu-lora", "paper")
 
 
 class RunConfig(YamlModel):

@@ -17,11 +17,17 @@ import typer
 from rich.table import Table
 
 from leadrank.cli._common import (
+    BackboneOption,
+    ConfigOption,
     DtypeOption,
     EncodingOption,
     FeaturesOption,
     FunnelOption,
+    MaxStepsOption,
+    ModeOption,
+    PresetOption,
     RankByOption,
+    SeedOption,
     ThreadsOption,
     app,
     console,
@@ -34,7 +40,7 @@ from leadrank.cli._common import (
     spec_app,
     specs_used,
 )
-from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.config import DEFAULT_PRESET, FeatureSpec, FunnelSpec
 from leadrank.errors import ConfigurationError
 
 
@@ -205,25 +211,15 @@ def split(
 def train_command(
     data: Annotated[str, typer.Argument(help="Labelled lead table; its most recent 10 % validates and stops training early.")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
-    backbone: Annotated[
-        str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")
-    ] = None,
-    mode: Annotated[
-        str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")
-    ] = None,
+    backbone: BackboneOption = None,
+    mode: ModeOption = None,
     no_hpro: Annotated[bool, typer.Option("--no-hpro", help="Train without the HPRO loss (the paper's ablation).")] = False,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) "
-            "or 'paper' (LoRA, GPU, the paper's settings)."
-        ),
-    ] = "cpu-quick",
-    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    preset: PresetOption = DEFAULT_PRESET,
+    config: ConfigOption = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    max_steps: MaxStepsOption = None,
+    seed: SeedOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.checkpoints.")] = False,
     dtype: DtypeOption = "auto",
     threads: ThreadsOption = None,
@@ -602,9 +598,9 @@ def bench(
             help="Regime suite: comma-separated training sizes of the learning curve (newest leads), below the full training part."
         ),
     ] = "5000,10000,20000",
-    preset: Annotated[str, typer.Option(help="asLLR recipe: 'cpu-quick' (frozen), 'cpu-lora' or 'paper' (LoRA, GPU).")] = "cpu-quick",
-    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m', 'tiny', or a local Hugging Face model folder.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    preset: PresetOption = DEFAULT_PRESET,
+    backbone: BackboneOption = None,
+    config: ConfigOption = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
     threads: ThreadsOption = None,
@@ -680,7 +676,7 @@ def demo(
         ),
     ] = 14_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    backbone: Annotated[str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny', or a local Hugging Face model folder.")] = None,
+    backbone: BackboneOption = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides cpu-quick.")] = None,
     threads: ThreadsOption = None,
 ) -> None:
@@ -702,7 +698,7 @@ def demo(
     table = read_table(data_path)
     validate_table(table, features, funnel)
     console.print("[2/4] Validated against the data contract")
-    recipe = RunConfig.resolve("cpu-quick", config, model={"backbone": backbone} if backbone else {}).model
+    recipe = RunConfig.resolve(DEFAULT_PRESET, config, model={"backbone": backbone} if backbone else {}).model
     console.print(f"[3/4] Baselines and asLLR ({recipe.mode} {recipe.backbone} reads each lead once, then the heads train)")
     bench_config = BenchConfig(
         suites=("demo",),

@@ -169,6 +169,20 @@ DtypeOption = Annotated[
         "'fp32' or 'bf16'. Forced bf16 on a CPU without them runs ~4x slower than fp32.",
     ),
 ]
+# The recipe options of every verb that trains (train, retrain, bench, demo): declared here once.
+BackboneOption = Annotated[
+    str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")
+]
+ModeOption = Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")]
+PresetOption = Annotated[
+    str,
+    typer.Option(
+        help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) or 'paper' (LoRA, GPU, the paper's settings)."
+    ),
+]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")]
+MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
 EncodingOption = Annotated[
     str,
     typer.Option("--encoding", help="Text encoding of a CSV or JSONL input, e.g. latin-1 or cp1252 (Parquet and DuckDB carry their own)."),

@@ -9,10 +9,16 @@ import typer
 from rich.table import Table
 
 from leadrank.cli._common import (
+    BackboneOption,
+    ConfigOption,
     DtypeOption,
     EncodingOption,
     FeaturesOption,
     FunnelOption,
+    MaxStepsOption,
+    ModeOption,
+    PresetOption,
+    SeedOption,
     ThreadsOption,
     app,
     console,
@@ -21,6 +27,7 @@ from leadrank.cli._common import (
     read_specs,
     refuse_overwriting,
 )
+from leadrank.config import DEFAULT_PRESET
 
 
 @app.command()
@@ -33,24 +40,14 @@ def retrain(
         float, typer.Option(help="Most recent share of the window kept out of training; both models are compared on it.")
     ] = 0.15,
     tolerance: Annotated[float, typer.Option(help="Publish the candidate if its AUC >= the current model's AUC minus this.")] = 0.005,
-    backbone: Annotated[
-        str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")
-    ] = None,
-    mode: Annotated[
-        str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")
-    ] = None,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="'cpu-quick' (frozen SmolLM2, minutes on CPU), 'cpu-lora' (LoRA, hours on CPU) "
-            "or 'paper' (LoRA, GPU, the paper's settings)."
-        ),
-    ] = "cpu-quick",
-    config: Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")] = None,
+    backbone: BackboneOption = None,
+    mode: ModeOption = None,
+    preset: PresetOption = DEFAULT_PRESET,
+    config: ConfigOption = None,
     features: FeaturesOption = None,
     funnel: FunnelOption = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    max_steps: MaxStepsOption = None,
+    seed: SeedOption = None,
     segment_column: Annotated[
         str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
     ] = None,
