@@ -133,7 +133,7 @@ ODD_TEXT = [
 DIALOGUES = [*ODD_TEXT, "", "Customer: ok\r\nSpecialist: fine", 'Specialist: =HYPERLINK("x")\nCustomer: -1', LONG]
 FORMULA_IDS = ['=HYPERLINK("http://evil.example","click")', "+cmd|' /C calc'!A0", "@x", "-1+2", "=1+1", "-5", "\tTAB", "\rCR"]
 ODD_IDS = ["😀-lead", "e\u0301", "\u202eRTL", "z\u200dw", "ｆｕｌｌ", "x\u2028y", "007", "1e3", "a,b", 'quo"te', "line\nbreak"]
-BLANK_IDS = ["   ", " \t "]  # accepted in files today (the service refuses them): either outcome, never lost
+BLANK_IDS = ["   ", " \t "]  # rejected in files as in the service: "empty or only whitespace"
 TIME_CELLS = [
     ("2024-03-01", "naive"), ("2024-03-01 09:30", "naive"),
     ("2024-03-01T09:30:00+08:00", "aware"), ("2024-03-01T01:30:00Z", "aware"),
@@ -206,7 +206,6 @@ class Expected:
 
     table_problem: str | None  # the word the message must hold, when no row can be kept
     reasons: dict[int, set[str]] = field(default_factory=dict)  # row -> words its _reason holds
-    either: set[int] = field(default_factory=set)  # rows with a blank id and nothing else wrong
 
     @property
     def rejected(self) -> set[int]:
@@ -231,20 +230,20 @@ def expect(cells: pd.DataFrame, *, labels: bool, timezone: str | None = None, ch
         if broken:
             reasons[row] = broken
     first: dict[str, int] = {}
-    either: set[int] = set()
     for row, lead in enumerate(cells[ID_COLUMN]):
         if lead in MISSING_WORDS:
             continue
+        if not lead.strip():  # a blank id is no id: rejected, and never a duplicate
+            reasons.setdefault(row, set()).add("empty or only whitespace")
+            continue
         if lead not in first:
             first[lead] = row
-            if not lead.strip() and row not in reasons:
-                either.add(row)
             continue
         origin = first[lead]
         if chunk_rows is not None and origin // chunk_rows != row // chunk_rows and row in reasons:
             continue  # across chunks only a row valid on its own is checked against earlier chunks' ids
         reasons.setdefault(row, set()).add("duplicate lead_id")
-    return Expected(None, reasons, either)
+    return Expected(None, reasons)
 
 
 # --------------------------------------------------------------------------- reading what was written
@@ -322,10 +321,7 @@ def align(cells: pd.DataFrame, expected: Expected, valid_ids: list, rejected_ids
     """Which input rows the valid and the rejected outputs hold (both keep the input order); checks the oracle."""
     valid_rows, rejected_rows = [], []
     for row, lead in enumerate(cells[ID_COLUMN]):
-        if row in expected.either:
-            keep = len(valid_rows) < len(valid_ids) and same_id(valid_ids[len(valid_rows)], lead)
-        else:
-            keep = row not in expected.reasons
+        keep = row not in expected.reasons
         out, rows = (valid_ids, valid_rows) if keep else (rejected_ids, rejected_rows)
         assert len(rows) < len(out), f"row {row} ({lead!r}) is in neither output ({'valid' if keep else 'rejected'} expected)"
         where = "valid" if keep else "rejected"
