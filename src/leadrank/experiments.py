@@ -52,7 +52,7 @@ from leadrank.data.minimums import check_minimums
 from leadrank.data.profile import ORACLE_COLUMN
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import label_values
-from leadrank.data.split import TimeSplit, check_no_leakage, time_split
+from leadrank.data.split import TEST_FRACTION, TimeSplit, check_no_leakage, time_split
 from leadrank.data.synth import SynthConfig, check_preset, simulate
 from leadrank.errors import ConfigurationError
 from leadrank.hardware import describe, resolve_dtype
@@ -147,7 +147,7 @@ class BenchConfig:
     preset: str = DEFAULT_PRESET
     backbone: str | None = None
     config_file: Path | None = None
-    test_fraction: float = 0.3
+    test_fraction: float = TEST_FRACTION
     command: str = ""
 
     def __post_init__(self) -> None:

@@ -41,6 +41,7 @@ from leadrank.cli._common import (
     specs_used,
 )
 from leadrank.config import DEFAULT_PRESET, FeatureSpec, FunnelSpec
+from leadrank.data.split import TEST_FRACTION
 from leadrank.errors import ConfigurationError
 
 
@@ -190,7 +191,7 @@ def split(
     data: Annotated[str, typer.Argument(help="Lead table to split by as_of.")],
     train_out: Annotated[Path, typer.Option("--train", help="Where to write the earlier part.")],
     test_out: Annotated[Path, typer.Option("--test", help="Where to write the later part.")],
-    test_fraction: Annotated[float, typer.Option(help="Share of leads in the later part (ties in as_of stay together).")] = 0.3,
+    test_fraction: Annotated[float, typer.Option(help="Share of leads in the later part (ties in as_of stay together).")] = TEST_FRACTION,
     encoding: EncodingOption = "utf-8",
 ) -> None:
     """Split a table in strict time order: every training lead was seen before every test lead."""

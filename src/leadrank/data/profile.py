@@ -9,7 +9,7 @@ import pandas as pd
 
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.schema import label_values
-from leadrank.data.split import time_split
+from leadrank.data.split import TEST_FRACTION, time_split
 from leadrank.metrics import ranking_report
 
 ORACLE_COLUMN = "_true_propensity"
@@ -37,7 +37,7 @@ def profile_table(
     funnel: FunnelSpec,
     *,
     tokenizer=None,
-    test_fraction: float = 0.3,
+    test_fraction: float = TEST_FRACTION,
 ) -> TableProfile:
     """Summarise a validated, labelled table; the oracle needs a ``_true_propensity`` column."""
     labels = label_values(table[funnel.label_column])
