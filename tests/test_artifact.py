@@ -23,7 +23,7 @@ from numpy.testing import assert_allclose
 from safetensors import safe_open
 
 import leadrank.artifact as artifact_module
-from helpers import reset_accelerate
+from helpers import TINY_TRAIN, reset_accelerate
 from leadrank.artifact import Artifact, ArtifactError, from_training, load, read_manifest, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.prompt import DEFAULT_TEMPLATE
@@ -61,18 +61,7 @@ class Trained:
 
 def _train(table: pd.DataFrame, folder: Path, mode: str, model: dict | None = None, **train_overrides: object) -> Trained:
     model_config = ModelConfig(**{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 32, "lora_r": 4, **(model or {})})
-    train_config = TrainConfig(
-        **{
-            "batch_size": 12,
-            "max_steps": 4,
-            "eval_every": 2,
-            "warmup_steps": 1,
-            "lr_heads": 1e-3,
-            "min_train_positives": 1,
-            "min_train_negatives": 1,
-            **train_overrides,
-        }
-    )
+    train_config = TrainConfig(**{**TINY_TRAIN, **train_overrides})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADRANK_CACHE", str(folder / "cache"))
         reset_accelerate()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import leadrank.training as training
-from helpers import reset_accelerate
+from helpers import TINY_TRAIN, reset_accelerate
 from leadrank.config import Feature, FeatureSpec, FunnelSpec
 from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import LeadDataError
@@ -76,16 +76,8 @@ def run(
     resume: bool = False,
     **overrides: object,
 ) -> tuple[TrainResult, list[dict[str, float]]]:
-    settings: dict[str, object] = {
-        "batch_size": 12,
-        "max_steps": 4,
-        "eval_every": 2,
-        "warmup_steps": 1,
-        "lr_heads": 1e-3,
-        "min_train_positives": 1,
-        "min_train_negatives": 1,  # tiny tables; the default minimums are for real runs
-    }  # dtype stays at its default (auto: bf16 where the CPU has it natively), as users get it
-    settings.update(overrides)
+    # tiny tables (the default minimums are for real runs); dtype stays at its default, as users get it
+    settings: dict[str, object] = {**TINY_TRAIN, **overrides}
     model_config = ModelConfig(**{"backbone": "tiny", "mode": mode, "max_dialogue_tokens": 64, **(model or {})})
     logged: list[dict[str, float]] = []
     result = train(
