@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.schema import LeadDataError
-from leadrank.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE, ConfigurationError, DataContractError, LeadrankError
+from leadrank.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE, DataContractError, LeadrankError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -205,16 +205,7 @@ def set_threads(threads: int | None) -> None:
 
 
 def refuse_overwriting(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]) -> None:
-    """Refuse, before any work, an output that is an input or a folder that holds one (writing it would lose the input)."""
+    """:func:`leadrank.data.io.refuse_overwriting_inputs` for a verb's optional paths (None: not given), before any work."""
     from leadrank.data.io import refuse_overwriting_inputs
 
-    outs, ins = [o for o in outputs if o is not None], [i for i in inputs if i is not None]
-    refuse_overwriting_inputs(outs, ins)
-    for out in outs:
-        folder = Path(str(out).partition("::")[0]).resolve()
-        for source in ins:
-            inside = Path(str(source).partition("::")[0]).resolve()
-            if folder != inside and folder in inside.parents and folder.is_dir():
-                raise ConfigurationError(
-                    f"the output folder {out} holds the input {source}: writing the folder would replace it; choose another --out"
-                )
+    refuse_overwriting_inputs([o for o in outputs if o is not None], [i for i in inputs if i is not None])

@@ -161,10 +161,11 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path], inputs: Iterable[st
     and ``..``, or as the same file on disk (a hard link) where both exist. DuckDB
     locations clash only when file and table are both the same, so ``crm.duckdb::scores``
     may be written while ``crm.duckdb`` (table ``leads``) is read. Other paths (a model
-    folder, a report) are compared as paths.
+    folder, a report) are compared as paths, and an output that is an existing folder
+    holding an input clashes too (writing the folder replaces what is in it).
 
     Raises:
-        ConfigurationError: An output is an input; the message names both.
+        ConfigurationError: An output is an input, or a folder that holds one; the message names both.
     """
     sources = list(inputs)
     for output in outputs:
@@ -173,6 +174,16 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path], inputs: Iterable[st
                 raise ConfigurationError(
                     f"the output {output} is the input {source}: writing it would destroy the input; choose another --out"
                 )
+            if _holds(output, source):
+                raise ConfigurationError(
+                    f"the output folder {output} holds the input {source}: writing the folder would replace it; choose another --out"
+                )
+
+
+def _holds(folder: str | Path, location: str | Path) -> bool:
+    """Whether ``folder`` is an existing folder with ``location``'s file somewhere inside it."""
+    outer, inner = _file_and_table(folder)[0].resolve(), _file_and_table(location)[0].resolve()
+    return outer.is_dir() and outer in inner.parents
 
 
 def _same_location(a: str | Path, b: str | Path) -> bool:
