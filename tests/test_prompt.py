@@ -20,20 +20,18 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from leadrank.config import Feature, FeatureSpec
-from leadrank.data import prompt as prompt_module
 from leadrank.data.prompt import (
     MissingColumnError,
     PromptTemplate,
-    _cut,
-    _measure,
-    _token_index,
     build_prompt,
     build_prompts,
     format_value,
     render_tabular,
     split_turns,
     truncate_dialogue,
+    truncation,
 )
+from leadrank.data.prompt.truncation import _cut, _measure, _token_index
 from leadrank.errors import ConfigurationError, DataContractError
 from leadrank.model.backbone import load_tokenizer
 
@@ -416,10 +414,10 @@ class TestBuildPrompts:
         assert build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=0, dialogue_only=True) == [""] * 4
 
     def test_a_dialogue_cut_once_is_not_measured_again(self, bpe_tok, monkeypatch):
-        monkeypatch.setattr(prompt_module, "_CUTS", prompt_module._CutMemo(limit=1000))
+        monkeypatch.setattr(truncation, "_CUTS", truncation._CutMemo(limit=1000))
         measured = []
-        original = prompt_module._measure
-        monkeypatch.setattr(prompt_module, "_measure", lambda tok, texts: measured.append(len(texts)) or original(tok, texts))
+        original = truncation._measure
+        monkeypatch.setattr(truncation, "_measure", lambda tok, texts: measured.append(len(texts)) or original(tok, texts))
         table = self._table()
         first = build_prompts(table, SMALL_SPEC, tokenizer=bpe_tok, max_dialogue_tokens=7)
         calls = len(measured)
@@ -430,7 +428,7 @@ class TestBuildPrompts:
         assert len(measured) > calls
 
     def test_the_memo_forgets_past_its_limit(self):
-        memo = prompt_module._CutMemo(limit=2)
+        memo = truncation._CutMemo(limit=2)
         memo.get("tok", 5).update({"a": "a", "b": "b", "c": "c"})
         memo.trim()
         assert memo.get("tok", 5) == {} and memo.get(None, 5) == {}
@@ -598,7 +596,7 @@ def long_dialogues(draw) -> str:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dialogue=long_dialogues(), budget=st.integers(0, 120))
 def test_property_same_as_tokenizing_everything(request, monkeypatch, tok_name, chars_per_token, dialogue, budget):
-    monkeypatch.setattr(prompt_module, "_CHARS_PER_TOKEN", chars_per_token)
+    monkeypatch.setattr(truncation, "_CHARS_PER_TOKEN", chars_per_token)
     tokenizer = request.getfixturevalue(tok_name)
     assert truncate_dialogue(dialogue, tokenizer, budget) == reference_truncate(dialogue, tokenizer, budget)
 
@@ -608,7 +606,7 @@ def test_property_same_as_tokenizing_everything(request, monkeypatch, tok_name, 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dialogues=st.lists(long_dialogues(), min_size=1, max_size=5), budget=st.integers(1, 120))
 def test_property_build_prompts_same_as_tokenizing_everything(request, monkeypatch, tok_name, chars_per_token, dialogues, budget):
-    monkeypatch.setattr(prompt_module, "_CHARS_PER_TOKEN", chars_per_token)
+    monkeypatch.setattr(truncation, "_CHARS_PER_TOKEN", chars_per_token)
     tokenizer = request.getfixturevalue(tok_name)
     spec = FeatureSpec(features=[], dialogue_column="dialogue")
     table = pd.DataFrame({"dialogue": dialogues})
@@ -622,7 +620,7 @@ def test_property_build_prompts_same_as_tokenizing_everything(request, monkeypat
 # --------------------------------------------------------------------------- one huge turn
 
 LONG_BUDGET = 50
-LONG_BOUND = prompt_module._MAX_CHARS_PER_TOKEN * (LONG_BUDGET + 1)  # characters of a turn that truncation reads
+LONG_BOUND = truncation._MAX_CHARS_PER_TOKEN * (LONG_BUDGET + 1)  # characters of a turn that truncation reads
 HUGE_TURN = "Customer: " + " ".join(["call me tomorrow about the price"] * 32_000)  # about 1 MB in one line
 DIALOGUE_ONLY = FeatureSpec(features=[], dialogue_column="dialogue")
 
