@@ -1,4 +1,4 @@
-"""A/B test planning and analysis on simulated sales floors: leadrank.abtest, leadrank.data.synth_ab."""
+"""A/B test planning and analysis on simulated sales floors: leadrank.abtest."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from scipy import stats
 
 from helpers import concentrated_control_outcomes
 from leadrank import abtest
-from leadrank.abtest import BALANCE_COLUMNS, analyze, plan
-from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
+from leadrank.abtest import BALANCE_COLUMNS, ABSimConfig, analyze, plan, simulate_outcomes, simulate_specialists
+from leadrank.abtest.figures import _cumulative_figure
 from leadrank.errors import ConfigurationError, DataContractError
 
 FLOOR = ABSimConfig(n_specialists=40, days=20, seed=3)
@@ -406,7 +406,7 @@ class TestCumulativeInterval:
     def test_figure_draws_bands_a_note_and_a_legend_off_the_plot(self, planned: abtest.Plan, outcomes: pd.DataFrame) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        figure = abtest._cumulative_figure(analyze(outcomes, planned.assignment))
+        figure = _cumulative_figure(analyze(outcomes, planned.assignment))
         FigureCanvasAgg(figure).draw()
         (axes,) = figure.axes
         assert len(axes.collections) == 2  # one band per arm

@@ -133,9 +133,8 @@ def abtest_simulate(
     seed: Annotated[int, typer.Option(help="Random seed; also the seed of the plan the test ran under.")] = 0,
 ) -> None:
     """Simulate a sales floor and a finished A/B test with a known uplift, to try `plan` and `analyze` on."""
-    from leadrank.abtest import plan
+    from leadrank.abtest import ABSimConfig, plan, simulate_outcomes, simulate_specialists
     from leadrank.data.io import write_table
-    from leadrank.data.synth_ab import ABSimConfig, simulate_outcomes, simulate_specialists
 
     config = ABSimConfig(n_specialists=specialists, days=days, uplift=uplift, seed=seed)
     floor = simulate_specialists(config)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadrank.abtest import (
+from leadrank.abtest.columns import (
     ARM_COLUMN,
     CONTROL,
     CONVERTED_COLUMN,
