@@ -81,12 +81,21 @@ class ArtifactError(EnvironmentProblem, ValueError):
     """A model directory that cannot be used as it is; the message says why and what to do."""
 
 
+#: The training log in a model folder: one JSON object per optimizer step. Keys: ``step``, ``lr``,
+#: ``loss`` (the weighted sum), ``bce``, ``hpro`` and ``ce`` (each loss part, before its weight;
+#: ``hpro`` without HPRO and ``ce`` without a language-model read are absent), ``pairs_<tier>`` (the
+#: preference pairs of each funnel tier in the step, summed over processes) and ``acc_<tier>``
+#: (the share of them the pairwise head orders right); on validation steps also ``val_auc`` (the
+#: head that picks the best weights), ``val_auc_point`` and ``val_auc_pair``. Losses and accuracies
+#: are means over processes.
+TRAINING_LOG = "metrics.jsonl"
+
+
 @dataclass
 class Artifact:
     """Everything needed to score: the model, its tokenizer, and how it was made.
 
-    ``model_version`` is computed from the weights and scoring settings when left empty; compute
-    it before a :class:`~leadrank.inference.Scorer` merges LoRA into the weights.
+    ``model_version`` is computed from the weights and scoring settings when left empty.
     """
 
     model: ASLLR
@@ -102,6 +111,7 @@ class Artifact:
     train_config: dict
     metrics: dict
     calibration: Calibration = field(default_factory=Calibration)
+    training_log: list[dict] = field(default_factory=list)  # TrainResult.log; the folder's metrics.jsonl
     model_version: str = ""
 
     def __post_init__(self) -> None:
@@ -163,6 +173,8 @@ def save(artifact: Artifact, directory: str | Path) -> Path:
         if isinstance(artifact.model.lm, PeftModel):
             artifact.model.lm.save_pretrained(str(staging / "adapter"), safe_serialization=True)
         artifact.tokenizer.save_pretrained(staging / "tokenizer")
+        if artifact.training_log:
+            (staging / TRAINING_LOG).write_text("".join(json.dumps(row) + "\n" for row in artifact.training_log), encoding="utf-8")
         checksums = {name: _sha256(path) for name, path in _held_files(staging).items()}
         (staging / MANIFEST).write_text(json.dumps(artifact.manifest(checksums), indent=2), encoding="utf-8")
         if target.exists():
@@ -226,6 +238,7 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         train_config=manifest["train_config"],
         metrics=manifest["metrics"],
         calibration=calibration,
+        training_log=_read_training_log(folder / TRAINING_LOG),
     )
     if manifest["model_version"] != artifact.model_version:
         raise ArtifactError(
@@ -409,7 +422,15 @@ def from_training(result: TrainResult) -> Artifact:
         train_config=result.train_config.model_dump(mode="json"),
         metrics=metrics,
         calibration=calibration,
+        training_log=result.log,
     )
+
+
+def _read_training_log(path: Path) -> list[dict]:
+    """The rows of a model folder's metrics.jsonl (checked against the manifest already); none for older folders."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def choose_rank_by(metrics: dict[str, float]) -> RankBy:

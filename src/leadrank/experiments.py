@@ -50,7 +50,6 @@ from leadrank.config import DEFAULT_PRESET, ID_COLUMN, TIME_COLUMN, FeatureSpec,
 from leadrank.data.io import write_table
 from leadrank.data.minimums import check_minimums
 from leadrank.data.profile import ORACLE_COLUMN
-from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import label_values
 from leadrank.data.split import TEST_FRACTION, TimeSplit, check_no_leakage, time_split
 from leadrank.data.synth import SynthConfig, check_preset, simulate
@@ -60,7 +59,8 @@ from leadrank.inference import ScoreConfig, Scorer
 from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
 from leadrank.model.asllr import ASLLR, answer_token_ids, resolve_pool_layer
 from leadrank.model.backbone import load_backbone
-from leadrank.model.frozen import FeatureCache, extract_features
+from leadrank.model.frozen import FeatureCache
+from leadrank.model.reader import LeadReader
 from leadrank.training import RunConfig, TrainResult, train
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
@@ -310,35 +310,40 @@ class Trial:
                 backbone = load_backbone(model_config.backbone)
                 side_width = 1 if model_config.side_input else 0  # the heads are not used: only the reading
                 model = ASLLR(backbone.model, model_config, answer_token_ids(backbone.tokenizer, model_config.prompt), side_width)
-                reader = _Reader(model, backbone.tokenizer, backbone.checksum, cache=True)
+                tables = [self.split.train, self.split.test]
+                train_states, test_states = _read(model, backbone.tokenizer, backbone.checksum, self.features, tables, cache=True)
             else:
                 result = self.asllr({}).result
-                reader = _Reader(result.model, result.backbone.tokenizer, result.backbone.checksum, cache=False)
-            train_states, test_states = reader.read(self.split.train, self.features), reader.read(self.split.test, self.features)
+                tables = [self.split.train, self.split.test]
+                train_states, test_states = _read(
+                    result.model, result.backbone.tokenizer, result.backbone.checksum, self.features, tables, cache=False
+                )
             pca = PCA(n_components=min(EMBEDDING_DIM, train_states.shape[1]), random_state=self.seed).fit(train_states)
             self._embeddings[source] = (pca.transform(train_states), pca.transform(test_states))
         return self._embeddings[source]
 
 
-@dataclass
-class _Reader:
-    """Pooled readings of a model for whole tables (cached on disk for a frozen backbone)."""
-
-    model: ASLLR
-    tokenizer: PreTrainedTokenizerBase
-    checksum: str
-    cache: bool
-
-    def read(self, table: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
-        """The reading of every lead (zeros for a lead with no text to read)."""
-        config = self.model.config
-        dtype = resolve_dtype("auto")
-        prompts = build_prompts(
-            table, features, self.tokenizer, config.max_dialogue_tokens, config.prompt, dialogue_only=config.reading == "dialogue"
-        )
-        cache = FeatureCache.for_model(self.model, self.checksum, dtype) if self.cache else None
+def _read(
+    model: ASLLR, tokenizer: PreTrainedTokenizerBase, checksum: str, features: FeatureSpec, tables: list[pd.DataFrame], *, cache: bool
+) -> list[np.ndarray]:
+    """The pooled reading of every lead of each table (zeros for a lead with no text), through the scorer's reader."""
+    dtype = resolve_dtype("auto")
+    score = ScoreConfig()
+    reader = LeadReader(
+        model,
+        tokenizer,
+        features,
+        cache=FeatureCache.for_model(model, checksum, dtype) if cache else None,
+        batch_size=score.batch_size,
+        max_batch_tokens=score.max_batch_tokens,
+        dtype=dtype,
+    )
+    readings = []
+    for table in tables:
+        prompts = reader.inputs(table).prompts
         with tqdm(total=sum(bool(p) for p in prompts), desc="reading leads", unit="lead", leave=False) as bar:
-            return extract_features(self.model, prompts, self.tokenizer, cache, dtype=dtype, progress=bar.update).numpy()
+            readings.append(reader.pooled(prompts, progress=bar.update).numpy())
+    return readings
 
 
 # --------------------------------------------------------------------------- the suites

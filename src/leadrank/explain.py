@@ -16,7 +16,7 @@ near zero.
 
 Example
 -------
->>> scorer = Scorer(load("runs/model"))  # doctest: +SKIP
+>>> scorer = Scorer.load("runs/model")  # doctest: +SKIP
 >>> result = explain(scorer, find_lead(read_table("leads.parquet"), "L0-0000042"), top=5)  # doctest: +SKIP
 >>> [(f.field, f.rank_effect) for f in result.factors]  # doctest: +SKIP
 """

@@ -13,6 +13,7 @@ are reused.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,12 @@ from leadrank.artifact import Artifact, RankBy, blend_scores
 from leadrank.config import ID_COLUMN, TIME_COLUMN
 from leadrank.crm import CrmOutput, CrmSummary, hot_list_location
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, refuse_overwriting_inputs, write_table
-from leadrank.data.prompt import build_prompts
 from leadrank.data.schema import REASON_COLUMN, parse_as_of, split_valid, validate
 from leadrank.errors import ConfigurationError
 from leadrank.hardware import Dtype, resolve_dtype
-from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
+from leadrank.model.asllr import ASLLR
+from leadrank.model.frozen import FeatureCache
+from leadrank.model.reader import LeadInputs, LeadReader
 
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
 
@@ -60,20 +62,6 @@ class FileSummary:
 
 
 RawScores = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rows -> (point logits, pair scores)
-
-
-@dataclass(frozen=True)
-class LeadInputs:
-    """What the model reads of each lead: its prompt ("" = no text to read) and its side input."""
-
-    prompts: list[str]
-    side: np.ndarray | None  # (rows, side width) float32
-
-    def keys(self) -> list[str]:
-        """One hash per lead of everything the model reads: a changed field or turn changes it."""
-        if self.side is None:
-            return [prompt_key(p) for p in self.prompts]
-        return [prompt_key(p + "\x00" + row.tobytes().hex()) for p, row in zip(self.prompts, self.side, strict=True)]
 
 
 class ScoreCache:
@@ -153,13 +141,18 @@ def _read_or_empty(location: str | Path, columns: Sequence[str]) -> pd.DataFrame
 class Scorer:
     """Score lead tables with a trained artifact.
 
-    The scorer takes the artifact's model over: it merges LoRA into the backbone weights and
-    casts them for speed, so load the artifact again to train or save it.
+    The scorer reads with its own copy of the model prepared for speed (LoRA merged into the
+    backbone weights, the backbone cast to the scoring dtype) where that differs from the
+    artifact's; the artifact itself is left as it was, so it can still be saved or trained.
     """
 
-    def __init__(self, artifact: Artifact, config: ScoreConfig = ScoreConfig(), *, reading_cache: bool = False) -> None:
+    def __init__(
+        self, artifact: Artifact, config: ScoreConfig = ScoreConfig(), *, reading_cache: bool = False, prepare_in_place: bool = False
+    ) -> None:
         """``reading_cache=True`` (frozen models only) keeps each lead's reading in the on-disk
-        feature cache that training fills, so the benchmark reads a lead once."""
+        feature cache that training fills, so the benchmark reads a lead once.
+        ``prepare_in_place=True`` merges and casts the artifact's own model instead of a copy,
+        for an artifact nothing else uses (:meth:`load`): it saves a copy of the weights."""
         if reading_cache and artifact.model_config.mode != "frozen":
             raise ValueError("reading_cache=True needs a frozen model: a LoRA model's reading is its own, not the backbone's.")
         if config.threads:
@@ -168,8 +161,24 @@ class Scorer:
         self.config = config
         self.rank_by: RankBy = config.rank_by or artifact.rank_by
         self.dtype = resolve_dtype(config.dtype)
-        self.model = _for_scoring(artifact, self.dtype)
-        self.reading_cache = FeatureCache.for_model(self.model, artifact.backbone_checksum, self.dtype) if reading_cache else None
+        self.model = _for_scoring(artifact.model, self.dtype, in_place=prepare_in_place)
+        self.reader = LeadReader(
+            self.model,
+            artifact.tokenizer,
+            artifact.features,
+            side_encoder=artifact.side_encoder,
+            cache=FeatureCache.for_model(self.model, artifact.backbone_checksum, self.dtype) if reading_cache else None,
+            batch_size=config.batch_size,
+            max_batch_tokens=config.max_batch_tokens,
+            dtype=self.dtype,
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, config: ScoreConfig = ScoreConfig()) -> Scorer:
+        """A scorer of the model folder at ``directory`` (verified file by file), its model prepared in place."""
+        from leadrank.artifact import load
+
+        return cls(load(directory), config, prepare_in_place=True)
 
     def score(self, table: pd.DataFrame, *, cache: ScoreCache | None = None) -> pd.DataFrame:
         """Validate (no labels needed) and score; one row per lead, in input order.
@@ -181,9 +190,9 @@ class Scorer:
         if cache is None:
             point, pair = self.raw_scores(table)
         else:
-            inputs = self.inputs(table)
+            inputs = self.reader.inputs(table)
             point, pair = cache.scores(
-                table[ID_COLUMN].tolist(), inputs.keys(), self.artifact.model_version, lambda rows: self._run(inputs, rows)
+                table[ID_COLUMN].tolist(), inputs.keys(), self.artifact.model_version, lambda rows: self.reader.head_outputs(inputs, rows)
             )
         return self.to_scores(table[ID_COLUMN], point, pair)
 
@@ -199,34 +208,11 @@ class Scorer:
 
     def raw_scores(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(pointwise logits, pairwise scores) per row of an already validated table."""
-        inputs = self.inputs(table)
-        return self._run(inputs, np.arange(len(inputs.prompts)))
+        return self.reader.head_outputs(self.reader.inputs(table))
 
     def inputs(self, table: pd.DataFrame) -> LeadInputs:
         """The prompts and side inputs of an already validated table."""
-        a, config = self.artifact, self.artifact.model_config
-        prompts = build_prompts(
-            table, a.features, a.tokenizer, config.max_dialogue_tokens, config.prompt, dialogue_only=config.reading == "dialogue"
-        )
-        return LeadInputs(prompts, None if a.side_encoder is None else a.side_encoder.transform(table))
-
-    @torch.inference_mode()
-    def _run(self, inputs: LeadInputs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Head outputs of ``rows``: leads with text are read in length-sorted batches, the others not at all."""
-        prompts = [inputs.prompts[i] for i in rows]
-        has_text = torch.tensor([bool(p) for p in prompts], dtype=torch.bool)
-        pooled = extract_features(
-            self.model,
-            prompts,
-            self.artifact.tokenizer,
-            self.reading_cache,
-            batch_size=self.config.batch_size,
-            max_batch_tokens=self.config.max_batch_tokens,
-            dtype=self.dtype,
-        )
-        side = None if inputs.side is None else torch.from_numpy(inputs.side[rows])
-        point, pair = self.model.heads(pooled, side, has_text)
-        return point.float().numpy().astype(float), pair.float().numpy().astype(float)
+        return self.reader.inputs(table)
 
     def score_file(
         self,
@@ -324,11 +310,17 @@ def _rejected_location(destination: str | Path) -> str | Path:
     return destination.with_name(f"{destination.stem}.rejected{destination.suffix}")
 
 
-def _for_scoring(artifact: Artifact, dtype: torch.dtype):
-    """Prepare the artifact's model in place: LoRA merged into the weights, backbone in ``dtype``."""
-    model = artifact.model
+def _for_scoring(model: ASLLR, dtype: torch.dtype, *, in_place: bool) -> ASLLR:
+    """The model to score with: LoRA merged into the weights, the backbone in ``dtype``, the heads in fp32.
+
+    Unless ``in_place``, a copy where that changes any weight, so the caller's model stays as trained.
+    """
+    lora = isinstance(model.lm, PeftModel)
+    recast = any(p.dtype != dtype for p in model.lm.parameters()) or any(p.dtype != torch.float32 for p in model.heads.parameters())
+    if (lora or recast) and not in_place:
+        model = copy.deepcopy(model)
     if isinstance(model.lm, PeftModel):
-        model.lm = model.lm.merge_and_unload()
+        model.lm = model.lm.merge_and_unload()  # type: ignore[operator]
     model.lm.to(dtype)
     model.heads.float()
     return model.eval()

@@ -342,7 +342,7 @@ def retrain(
     root = Path(registry)
     existing = current(root) if _read_state(root).current else None
     current_metrics = (
-        _slice_metrics(Scorer(artifacts.load(existing), ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
+        _slice_metrics(Scorer.load(existing, ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
     )
 
     result = train(parts.train, features, funnel, run.model, run.train)
@@ -350,7 +350,7 @@ def retrain(
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".candidate-", dir=root) as scratch:
         model_dir = artifacts.save(candidate, Path(scratch) / "model")
-        candidate_metrics = _slice_metrics(Scorer(candidate, ScoreConfig(dtype=run.train.dtype)), parts.test, labels)
+        candidate_metrics = _slice_metrics(Scorer(candidate, ScoreConfig(dtype=run.train.dtype), prepare_in_place=True), parts.test, labels)
         accept = current_metrics is None or candidate_metrics["auc"] >= current_metrics["auc"] - tolerance
         published = publish(root, model_dir, metrics={f"comparison_{k}": v for k, v in candidate_metrics.items()}) if accept else None
     return RetrainOutcome(
