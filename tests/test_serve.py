@@ -29,7 +29,7 @@ from numpy.testing import assert_allclose
 from typer.testing import CliRunner
 
 import leadrank.cli as cli
-import leadrank.serve as serve
+import leadrank.serve.worker as serve_worker
 from helpers import train_tiny_model
 from leadrank.artifact import load, read_manifest
 from leadrank.config import FeatureSpec, FunnelSpec
@@ -317,7 +317,7 @@ class TestOtherEndpoints:
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("secret internals")
 
-        monkeypatch.setattr(serve, "explain", broken)
+        monkeypatch.setattr(serve_worker, "explain", broken)
         app = create_app(model_dir, ServeSettings(api_token=None, score=EXACT))
         with TestClient(app, raise_server_exceptions=False) as fragile:
             response = fragile.post("/explain", json={"lead": as_json(leads.iloc[:1])[0]})
@@ -491,7 +491,7 @@ class TestServeCommand:
         )
         assert result.exit_code == 0, result.output
         [(args, kwargs)] = calls
-        assert args == ("leadrank.serve:app_from_env",)
+        assert args == ("leadrank.serve.app:app_from_env",)
         assert kwargs | {"timeout_graceful_shutdown": None} == {
             "factory": True,
             "host": "127.0.0.1",
