@@ -32,6 +32,21 @@ def require_columns(table: pd.DataFrame, columns: Iterable[str], *, who: str) ->
         )
 
 
+def check_feature_spec(features: FeatureSpec, *, outcomes: Iterable[str], who: str) -> None:
+    """Refuse a FeatureSpec that lists an outcome column (a label, stage or tier rule column) as an input.
+
+    ``outcomes`` is the funnel's ``supervision_columns``, or the label column alone for a
+    baseline that is given no FunnelSpec.
+    """
+    outcome = set(outcomes)
+    leaking = [c for c in features.input_columns if c in outcome]
+    if leaking:
+        raise ValueError(
+            f"{who}: the FeatureSpec lists {leaking}, outcome (supervision) column(s) known only after as_of; "
+            "a baseline may read only what is known at as_of. Remove them from the FeatureSpec."
+        )
+
+
 def check_named_input(name: str, *, argument: str, funnel: FunnelSpec) -> None:
     """Refuse a column named as an input when it is an outcome (``funnel``'s label, stage or a
     tier rule's column), an identity or a diagnostic column."""

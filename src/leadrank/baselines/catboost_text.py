@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leadrank.baselines._columns import require_columns
+from leadrank.baselines._columns import check_feature_spec, require_columns
 from leadrank.config import TIME_COLUMN, FeatureSpec
 from leadrank.data.schema import label_values
 from leadrank.encoding import as_bool_float, category_text
@@ -73,6 +73,7 @@ class CatBoostTextBaseline:
             raise ValueError(f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}")
         if not self.features.input_columns:
             raise ValueError("the FeatureSpec lists no features and no dialogue column; CatBoost needs at least one input")
+        check_feature_spec(self.features, outcomes=[self.label_column], who=self.name)
         require_columns(table, [*self.features.input_columns, self.label_column, TIME_COLUMN], who=self.name)
         order = np.argsort(table[TIME_COLUMN].to_numpy(), kind="stable")
         held_out = int(round(len(table) * self.validation_fraction))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from leadrank.baselines._columns import check_named_input, require_columns
+from leadrank.baselines._columns import check_feature_spec, check_named_input, require_columns
 from leadrank.config import TIME_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.schema import label_values
 from leadrank.data.split import validation_slice
@@ -310,6 +310,7 @@ class CTRBaseline:
     def _check_arguments(self, spec: FeatureSpec) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {sorted(MODELS)}; got {self.model!r}")
+        check_feature_spec(spec, outcomes=(self.funnel or FunnelSpec.paper_default()).supervision_columns, who=self.name)
         for name, value in (
             ("embedding_dim", self.embedding_dim),
             ("batch_size", self.batch_size),
@@ -385,8 +386,7 @@ class CTRBaseline:
         for epoch in range(1, self.epochs + 1):
             network.train()
             order = train_index[torch.randperm(len(train_index), generator=generator)]
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+            for batch in _batches(order, self.batch_size):
                 predicted = network(matrix[batch]).squeeze(-1)
                 loss = F.binary_cross_entropy(predicted, targets[batch], reduction="sum")
                 total = loss + network.get_regularization_loss() + network.aux_loss
@@ -421,12 +421,31 @@ class CTRBaseline:
         return _forward(self.network_, matrix)
 
 
+def _batches(order, size: int) -> list:
+    """``order`` in consecutive batches of ``size``; a last batch of one row joins the one before.
+
+    deepctr's DCN-M (``CrossNetMix.forward`` ends in ``x_l.squeeze()``) drops the batch
+    dimension of a one-row batch and then fails to concatenate its parts.
+    """
+    starts = list(range(0, len(order), size))
+    if len(starts) > 1 and len(order) - starts[-1] == 1:
+        starts.pop()
+    ends = [*starts[1:], len(order)]
+    return [order[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
 def _forward(network, matrix) -> np.ndarray:
     import torch
 
     network.eval()
+    parts = []
     with torch.no_grad():
-        parts = [network(matrix[start : start + _PREDICT_BATCH]).squeeze(-1) for start in range(0, len(matrix), _PREDICT_BATCH)]
+        for start in range(0, len(matrix), _PREDICT_BATCH):
+            chunk = matrix[start : start + _PREDICT_BATCH]
+            if len(chunk) == 1:  # a one-row batch breaks DCN-M (see _batches); in eval mode rows are scored independently
+                parts.append(network(chunk.repeat(2, 1)).squeeze(-1)[:1])
+            else:
+                parts.append(network(chunk).squeeze(-1))
     return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros(0)
 
 

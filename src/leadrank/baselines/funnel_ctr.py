@@ -11,6 +11,7 @@ import pandas as pd
 from leadrank.baselines._columns import (
     DEFAULT_STAGE_COLUMN,
     DEFAULT_STAGE_ORDER,
+    check_feature_spec,
     check_named_input,
     check_stage_order,
     require_columns,
@@ -88,6 +89,7 @@ class FunnelTwoStage:
         for reserved in ("model", "funnel", "seed"):
             if reserved in options:
                 raise ValueError(f"ctr_options may not set {reserved!r}; it is fixed by FunnelTwoStage (pass it to FunnelTwoStage itself)")
+        check_feature_spec(self.features, outcomes=(self.funnel or FunnelSpec.paper_default()).supervision_columns, who=self.name)
         require_columns(table, [*self.features.names, self.label_column], who=self.name)
         inner = spec_without(self.features, self.stage_column)
         ranks = stage_ranks(table[self.stage_column], order)

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from scipy.special import expit, logit
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from leadrank.baselines._columns import check_feature_spec, require_columns
 from leadrank.baselines.pairwise import TierPairs, TierPairSampler, funnel_tiers, objective_grad_hess, objective_value
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.schema import label_values
@@ -56,6 +57,8 @@ class GBDTBaseline:
         return "LightGBM tabular + TF-IDF" if self.use_dialogue else "LightGBM tabular"
 
     def fit(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> GBDTBaseline:
+        check_feature_spec(self.features, outcomes=[self.label_column], who=self.name)
+        require_columns(table, [*self._input_columns, self.label_column], who=self.name)
         inputs, categorical = self._fit_inputs(table, extra)
         params = {k: v for k, v in asdict(self.config).items() if not k.startswith("tfidf_")}
         seed = params.pop("seed")
@@ -65,9 +68,16 @@ class GBDTBaseline:
 
     def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
         """Probability of conversion per row; pass ``extra`` exactly when :meth:`fit` had it."""
+        inputs = self._predict_inputs(table, extra)
         model = self.model_
         assert isinstance(model, lgb.LGBMClassifier)
-        return np.asarray(model.predict_proba(self._predict_inputs(table, extra)))[:, 1]
+        return np.asarray(model.predict_proba(inputs))[:, 1]
+
+    @property
+    def _input_columns(self) -> list[str]:
+        """The table columns the model reads: the features, and the dialogue with ``use_dialogue``."""
+        text = [self.features.dialogue_column] if self.use_dialogue and self.features.dialogue_column else []
+        return [*self.features.names, *text]
 
     def _fit_inputs(
         self, table: pd.DataFrame, extra: np.ndarray | None
@@ -87,6 +97,9 @@ class GBDTBaseline:
         return self._inputs(table, extra)
 
     def _predict_inputs(self, table: pd.DataFrame, extra: np.ndarray | None) -> pd.DataFrame | sp.csr_matrix:
+        if not hasattr(self, "model_"):
+            raise ValueError(f"{self.name} is not fitted yet; call fit(train_table) first")
+        require_columns(table, self._input_columns, who=self.name)
         if (extra is None) != (self.extra_width_ is None):
             raise ValueError("pass extra= to predict exactly when it was passed to fit (same columns).")
         inputs, _ = self._inputs(table, None if extra is None else check_extra(extra, len(table), self.extra_width_))
@@ -182,6 +195,8 @@ class GBDTHPROBaseline(GBDTBaseline):
     def fit(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> GBDTHPROBaseline:
         if not self.hpro_weight >= 0:
             raise ValueError(f"hpro_weight must be >= 0 (0 turns the pair term off); got {self.hpro_weight!r}")
+        check_feature_spec(self.features, outcomes=self.funnel.supervision_columns, who=self.name)
+        require_columns(table, self._input_columns, who=self.name)
         membership, margins = funnel_tiers(table, self.funnel, who=self.name)
         labels = label_values(table[self.label_column]).astype(float)
         positives = int(labels.sum())
@@ -210,9 +225,10 @@ class GBDTHPROBaseline(GBDTBaseline):
 
     def decision_function(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
         """The raw boosted score per row (a log-odds); pass ``extra`` exactly when :meth:`fit` had it."""
+        inputs = self._predict_inputs(table, extra)
         model = self.model_
         assert isinstance(model, lgb.Booster)
-        return np.asarray(model.predict(self._predict_inputs(table, extra), raw_score=True)) + self.init_score_
+        return np.asarray(model.predict(inputs, raw_score=True)) + self.init_score_
 
     def predict(self, table: pd.DataFrame, *, extra: np.ndarray | None = None) -> np.ndarray:
         """Probability of conversion per row: σ of :meth:`decision_function` (the pair term may skew calibration)."""

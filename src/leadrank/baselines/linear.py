@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from leadrank.baselines._columns import require_columns
+from leadrank.baselines._columns import check_feature_spec, require_columns
 from leadrank.baselines.gbdt import check_extra
 from leadrank.baselines.pairwise import TierPairSampler, funnel_tiers, objective_grad_hess, objective_value
 from leadrank.config import FeatureSpec, FunnelSpec
@@ -58,6 +58,7 @@ class LogisticBaseline:
             raise ValueError(f"C must be positive; got {self.C!r}")
         if not self.features.features:
             raise ValueError("the FeatureSpec lists no features; a logistic regression needs at least one column")
+        check_feature_spec(self.features, outcomes=[self.label_column], who=self.name)
         require_columns(table, [*self.features.names, self.label_column], who=self.name)
         self.encoder_ = TabularEncoder(self.features).fit(table)
         numeric = [f.name for f in self.features.features if f.kind != "categorical"]
@@ -85,6 +86,8 @@ class LogisticBaseline:
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         """Probability of conversion per row."""
+        if not hasattr(self, "pipeline_"):
+            raise ValueError(f"{self.name} is not fitted yet; call fit(train_table) first")
         require_columns(table, self.features.names, who=self.name)
         with warnings.catch_warnings():
             # An unseen category is expected at scoring time; it is encoded as all zeros.
@@ -158,6 +161,7 @@ class PairwiseLogisticBaseline:
             raise ValueError(
                 "the FeatureSpec lists no features and no extra= columns were given; a logistic regression needs at least one column"
             )
+        check_feature_spec(self.features, outcomes=self.funnel.supervision_columns, who=self.name)
         require_columns(table, self.features.names, who=self.name)
         membership, margins = funnel_tiers(table, self.funnel, who=self.name)
         labels = label_values(table[self.funnel.label_column]).astype(float)

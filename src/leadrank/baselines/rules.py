@@ -11,6 +11,7 @@ import pandas as pd
 from leadrank.baselines._columns import (
     DEFAULT_STAGE_COLUMN,
     DEFAULT_STAGE_ORDER,
+    check_feature_spec,
     check_named_input,
     check_stage_order,
     require_columns,
@@ -73,7 +74,11 @@ class FunnelRecencyRule:
         return "Funnel + recency rule"
 
     def fit(self, table: pd.DataFrame) -> FunnelRecencyRule:
-        """Check the arguments and that ``table`` has both columns; learns nothing."""
+        """Check the arguments and that ``table`` has both columns; learns nothing.
+
+        The FeatureSpec is not read, but one that lists an outcome column is refused all the same.
+        """
+        check_feature_spec(self.features, outcomes=(self.funnel or FunnelSpec.paper_default()).supervision_columns, who=self.name)
         self.stage_order_ = self._check(table)
         stage_ranks(table[self.stage_column], self.stage_order_)  # every stage is in the order
         return self
