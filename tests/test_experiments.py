@@ -326,3 +326,26 @@ class TestRegimeSuite:
         for d in results["differences"]:
             assert d["difference"][1] <= d["difference"][0] <= d["difference"][2]
         assert "Paired bootstrap differences" in (regime / "results.md").read_text(encoding="utf-8")
+
+
+class TestOneReader:
+    def test_the_bench_scores_the_test_leads_as_a_users_scorer_does(self, config_file: Path, tmp_path: Path) -> None:
+        """A bench row's numbers are what `leadrank score` gives for the same model and leads."""
+        from leadrank import artifact as artifacts
+        from leadrank.config import FunnelSpec
+        from leadrank.data.split import time_split
+        from leadrank.experiments import Trial
+        from leadrank.inference import ScoreConfig, Scorer
+        from leadrank.training import RunConfig
+
+        table = simulate(SynthConfig.preset("dense", n=300, seed=0))
+        recipe = RunConfig.resolve(None, config_file, model={"backbone": "tiny"}, train={"dtype": "fp32"})
+        trial = Trial(time_split(table), FeatureSpec.nev_default(), FunnelSpec.paper_default(), 0, recipe)
+        bench_run = trial.asllr({})
+        model_dir = artifacts.save(artifacts.from_training(bench_run.result), tmp_path / "model")
+
+        scores = Scorer.load(model_dir, ScoreConfig(dtype="fp32")).score(trial.split.test)
+
+        assert scores["lead_id"].tolist() == trial.split.test["lead_id"].tolist()
+        np.testing.assert_array_equal(scores["probability"].to_numpy(), bench_run.probability)
+        np.testing.assert_array_equal(scores["rank_score"].to_numpy(), bench_run.outcome("asLLR + HPRO").scores)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from leadrank.data.minimums import check_minimums
 from leadrank.data.schema import label_values, validate
 from leadrank.data.split import check_no_leakage, validation_slice
 from leadrank.encoding import SideEncoder
-from leadrank.errors import ConfigurationError
+from leadrank.errors import ConfigurationError, EnvironmentProblem
 from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
 from leadrank.hardware import Dtype, resolve_dtype
 from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
@@ -97,7 +98,14 @@ class TrainConfig(BaseModel):
     dtype: Dtype = Field(default="auto", description="'auto': bf16 where the CPU/GPU computes it natively, else fp32; or 'fp32' / 'bf16'.")
     gradient_checkpointing: bool = False
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; null = torch's default.")
-    feature_batch_size: int = Field(default=16, ge=1, description="Batch size when reading prompts in frozen mode.")
+    feature_batch_size: int = Field(default=16, ge=1, description="Leads per batch when reading them (the frozen reading, validation).")
+    log_with: Literal["mlflow"] | None = Field(
+        default=None,
+        description="Also log the run (settings, every step's losses, validation) to MLflow through Accelerate's trackers; "
+        "needs the 'mlflow' extra; where to: MLFLOW_TRACKING_URI (a server URL, or file:./mlruns with MLFLOW_ALLOW_FILE_STORE=true), "
+        "the experiment: MLFLOW_EXPERIMENT_NAME "
+        "(default 'leadrank').",
+    )
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -203,19 +211,44 @@ def train(
         torch.set_num_threads(config.threads)
     # bf16 autocast is applied here, not through Accelerate's process-wide mixed-precision state,
     # so runs with different settings can share a process.
+    tracking = accelerator is None and config.log_with is not None
+    if config.log_with is not None and tracking:
+        _check_tracker(config.log_with)
     accelerator = accelerator or Accelerator(
         cpu=_cpu_only(),
         gradient_accumulation_steps=config.grad_accum_steps,
         # without HPRO the pairwise head gets no gradient; DDP must be told
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.hpro_weight == 0)],
+        log_with=config.log_with,
     )
     set_seed(config.seed)
     started = time.perf_counter()
     backbone = load_backbone(model_config.backbone)
+    if tracking:
+        accelerator.init_trackers("leadrank", config=_flat_settings(model_config, config, backbone))
     run = _Run(table, features, funnel, model_config, config, backbone, accelerator)
     result = run.fit(checkpoint_dir, resume, progress)
     result.seconds = time.perf_counter() - started
+    if tracking:
+        accelerator.end_training()
     return result
+
+
+def _check_tracker(name: str) -> None:
+    """A clear error, before any work, when the tracker's package is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        raise EnvironmentProblem(f"log_with={name!r} needs the {name} package; install it with: pip install 'leadrank[{name}]'")
+
+
+def _flat_settings(model_config: ModelConfig, config: TrainConfig, backbone: Backbone) -> dict[str, str | int | float | bool]:
+    """The run's settings as flat tracker parameters: ``model.<field>``, ``train.<field>``, ``backbone.checksum``."""
+    flat: dict[str, str | int | float | bool] = {"backbone.checksum": backbone.checksum}
+    for section, values in (("model", model_config.model_dump(mode="json")), ("train", config.model_dump(mode="json"))):
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+    return flat
 
 
 @dataclass
