@@ -15,8 +15,9 @@ import torch
 from leadrank.artifact import Artifact
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.encoding import SideEncoder
-from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.asllr import ASLLR, answer_token_ids
 from leadrank.model.backbone import load_backbone
+from leadrank.settings import ModelConfig
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:

@@ -83,8 +83,8 @@ def _parse() -> argparse.Namespace:
 
 def _train_tiny(folder: Path) -> Path:
     from leadrank.artifact import from_training, save
-    from leadrank.model.asllr import ModelConfig
-    from leadrank.training import TrainConfig, train
+    from leadrank.settings import ModelConfig, TrainConfig
+    from leadrank.training import train
 
     features, funnel = FeatureSpec.nev_default(), FunnelSpec.paper_default()
     model_config = ModelConfig(backbone="tiny", mode="lora", max_dialogue_tokens=32, lora_r=4)

@@ -23,7 +23,7 @@ from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import Trial, score_row
-from leadrank.training import RunConfig
+from leadrank.settings import RunConfig
 
 
 def budgets(lora_steps: int | None, head_start_steps: int) -> dict[str, tuple[str, dict, dict]]:

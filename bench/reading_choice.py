@@ -27,7 +27,8 @@ from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import compare_baselines, score_row
 from leadrank.inference import Scorer
-from leadrank.training import RunConfig, train
+from leadrank.settings import RunConfig
+from leadrank.training import train
 
 VARIANTS = {
     "asLLR, whole prompt, no side input (the paper's reading)": {"reading": "prompt", "side_input": False},

@@ -22,7 +22,7 @@ from _machine import header
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import Scorer
 from leadrank.model.inputs import tokenize
-from leadrank.training import RunConfig
+from leadrank.settings import RunConfig
 
 READINGS = {
     "whole prompt (the paper's reading)": {"reading": "prompt", "side_input": False},

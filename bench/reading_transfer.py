@@ -27,7 +27,7 @@ from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import Trial
 from leadrank.metrics import auc, bootstrap_difference, precision_at
-from leadrank.training import RunConfig
+from leadrank.settings import RunConfig
 
 
 def fit_predict(name: str, trial: Trial, extra: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:

@@ -27,7 +27,7 @@ from _machine import header
 from leadrank import artifact as artifacts
 from leadrank.data.io import write_table
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.training import RunConfig
+from leadrank.settings import RunConfig
 
 # Runs the CLI in this process and reports its own peak RSS (Linux: kilobytes) on the last line.
 CHILD = """

@@ -31,10 +31,10 @@ from _machine import header
 from leadrank.config import FeatureSpec
 from leadrank.data.prompt import build_prompts
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.inference import ScoreConfig, Scorer
-from leadrank.model.asllr import ModelConfig
+from leadrank.inference import Scorer
 from leadrank.model.backbone import load_backbone
 from leadrank.model.inputs import tokenize
+from leadrank.settings import ModelConfig, ScoreConfig
 
 
 @torch.inference_mode()

@@ -43,7 +43,8 @@ def child(engine: str, model: Path, leads: Path, threads: int) -> None:
     else:
         from leadrank import artifact as artifacts
         from leadrank.data.io import read_table
-        from leadrank.inference import ScoreConfig, Scorer
+        from leadrank.inference import Scorer
+        from leadrank.settings import ScoreConfig
 
         table = read_table(leads)
         scorer = Scorer(artifacts.load(model), ScoreConfig(threads=threads))
@@ -86,7 +87,7 @@ def main() -> None:
     from leadrank.data.io import read_table, write_table
     from leadrank.data.prompt import build_prompts
     from leadrank.data.synth import SynthConfig, simulate
-    from leadrank.training import RunConfig
+    from leadrank.settings import RunConfig
 
     print(header(), flush=True)
     quick = RunConfig.resolve("cpu-quick").model

@@ -23,7 +23,7 @@ from _machine import header
 
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import Scorer
-from leadrank.training import RunConfig
+from leadrank.settings import RunConfig
 
 
 def leads_per_second(scorer: Scorer, table, threads: int) -> float:

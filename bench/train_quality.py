@@ -27,10 +27,11 @@ from leadrank.data.synth import SynthConfig, simulate
 from leadrank.experiments import compare_baselines, score_row
 from leadrank.hardware import resolve_dtype
 from leadrank.inference import Scorer
-from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.asllr import ASLLR, answer_token_ids
 from leadrank.model.backbone import load_backbone
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
-from leadrank.training import RunConfig, train
+from leadrank.settings import ModelConfig, RunConfig
+from leadrank.training import train
 
 
 @torch.inference_mode()

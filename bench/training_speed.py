@@ -79,8 +79,8 @@ def run_naive(steps: int) -> list[float]:
 
 def run_leadrank(steps: int, top_layers: int | None) -> list[float]:
     from leadrank.config import FeatureSpec, FunnelSpec
-    from leadrank.model.asllr import ModelConfig
-    from leadrank.training import TrainConfig, train
+    from leadrank.settings import ModelConfig, TrainConfig
+    from leadrank.training import train
 
     stamps = []
     train(

@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 from leadrank import cli
 from leadrank.artifact import from_training, save
 from leadrank.config import FeatureSpec, FunnelSpec
-from leadrank.model.asllr import ModelConfig
-from leadrank.training import TrainConfig, train
+from leadrank.settings import ModelConfig, TrainConfig
+from leadrank.training import train
 
 #: A tiny LoRA model trained in seconds: what the scoring, explaining and serving tests share.
 TINY_MODEL = {"backbone": "tiny", "mode": "lora", "max_dialogue_tokens": 32, "lora_r": 4}
@@ -54,7 +54,7 @@ _RUNNER = CliRunner()
 def widen_consoles(patch: pytest.MonkeyPatch) -> None:
     """Rich wraps at 80 columns off a terminal; long tmp paths and tables must stay on one line."""
     console, err_console = Console(width=400), Console(stderr=True, width=400)
-    for module in (cli, cli._common, cli.abtest, cli.registry):
+    for module in (cli._common, cli._render, cli.data, cli.model, cli.bench, cli.abtest, cli.registry):
         patch.setattr(module, "console", console)
         if hasattr(module, "err_console"):
             patch.setattr(module, "err_console", err_console)

@@ -15,7 +15,7 @@ from helpers import TINY_TRAIN, reset_accelerate
 from leadrank.data.schema import LeadDataError
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.training import RunConfig
+from leadrank.settings import RunConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: The cpu-quick recipe (frozen, dialogue reading, side input) on the tiny backbone.

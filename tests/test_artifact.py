@@ -31,11 +31,11 @@ from leadrank.data.prompt import DEFAULT_TEMPLATE
 from leadrank.data.split import validation_slice
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.errors import EnvironmentProblem
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.metrics import auc
-from leadrank.model.asllr import ModelConfig
 from leadrank.registry import RegistryError
-from leadrank.training import TrainConfig, TrainResult, train
+from leadrank.settings import ModelConfig, ScoreConfig, TrainConfig
+from leadrank.training import TrainResult, train
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()

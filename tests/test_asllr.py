@@ -17,11 +17,11 @@ from leadrank.data.prompt import DEFAULT_TEMPLATE, PromptTemplate
 from leadrank.funnel import funnel_pairs, label_pairs, tier_membership
 from leadrank.losses import preference_loss
 from leadrank.model import frozen
-from leadrank.model.asllr import ASLLR, ModelConfig, ScoringHeads, answer_token_ids
+from leadrank.model.asllr import ASLLR, ScoringHeads, answer_token_ids
 from leadrank.model.backbone import load_backbone, load_tokenizer
 from leadrank.model.frozen import FeatureCache, extract_features, prompt_key
 from leadrank.model.inputs import collate, length_sorted_batches, tokenize
-from leadrank.training import RunConfig
+from leadrank.settings import ModelConfig, RunConfig
 
 SHORT = "Lead A: app visits 3. Answer:"
 LONG = (

@@ -24,11 +24,12 @@ from leadrank.artifact import Artifact, ArtifactError, from_training, load, read
 from leadrank.calibration import ISOTONIC_MIN_LEADS, ISOTONIC_MIN_PER_CLASS, PLATT_MIN_PER_CLASS, Calibration, fit_calibration
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.metrics import brier, ece
-from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.asllr import ASLLR, answer_token_ids
 from leadrank.model.backbone import load_backbone
-from leadrank.training import TrainConfig, TrainResult
+from leadrank.settings import ModelConfig, ScoreConfig, TrainConfig
+from leadrank.training import TrainResult
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()

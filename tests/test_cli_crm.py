@@ -15,8 +15,9 @@ from leadrank.artifact import load, read_manifest
 from leadrank.crm import CRM_COLUMNS
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.metrics import brier, ece
+from leadrank.settings import ScoreConfig
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 

@@ -24,9 +24,9 @@ from leadrank.artifact import MANIFEST, from_training, load, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.inference import ScoreConfig, Scorer
-from leadrank.model.asllr import ModelConfig
-from leadrank.training import TrainConfig, train
+from leadrank.inference import Scorer
+from leadrank.settings import ModelConfig, ScoreConfig, TrainConfig
+from leadrank.training import train
 
 pytestmark = pytest.mark.slow
 

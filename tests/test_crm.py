@@ -35,7 +35,8 @@ from leadrank.crm import (
 )
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.inference import SCORE_COLUMNS, ScoreCache, ScoreConfig, Scorer
+from leadrank.inference import SCORE_COLUMNS, ScoreCache, Scorer
+from leadrank.settings import ScoreConfig
 
 EXACT = ScoreConfig(dtype="fp32")
 
@@ -356,13 +357,13 @@ class TestScoreFileWithCrm:
         source = write_table(leads, tmp_path / "leads.csv")
         scorer = Scorer(load(model_dir), EXACT)
         calls: list[int] = []
-        run = scorer._run
+        run = scorer.reader.head_outputs
 
-        def counting_run(inputs, rows):  # noqa: ANN001, ANN202
-            calls.append(len(rows))
+        def counting_run(inputs, rows=None):  # noqa: ANN001, ANN202
+            calls.append(len(inputs.prompts) if rows is None else len(rows))
             return run(inputs, rows)
 
-        scorer._run = counting_run  # type: ignore[method-assign]
+        scorer.reader.head_outputs = counting_run  # type: ignore[method-assign]
         summary = scorer.score_file(str(source), tmp_path / "S.csv", chunk_rows=3, crm=CrmOutput(top=4))
         assert sum(calls) == len(leads)  # one model pass over the leads, in chunks
         written = read_table(tmp_path / "S.csv")

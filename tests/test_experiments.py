@@ -335,8 +335,8 @@ class TestOneReader:
         from leadrank.config import FunnelSpec
         from leadrank.data.split import time_split
         from leadrank.experiments import Trial
-        from leadrank.inference import ScoreConfig, Scorer
-        from leadrank.training import RunConfig
+        from leadrank.inference import Scorer
+        from leadrank.settings import RunConfig, ScoreConfig
 
         table = simulate(SynthConfig.preset("dense", n=300, seed=0))
         recipe = RunConfig.resolve(None, config_file, model={"backbone": "tiny"}, train={"dtype": "fp32"})

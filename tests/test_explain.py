@@ -25,7 +25,8 @@ from leadrank.data.io import write_table
 from leadrank.data.schema import LeadDataError
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.explain import Explanation, explain, explain_top, find_lead
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
+from leadrank.settings import ScoreConfig
 
 # a few fields of each kind keep the 1 + n_features + n_turns prompts per explanation cheap
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")

@@ -51,8 +51,9 @@ from leadrank.data.io import read_table
 from leadrank.data.schema import MISSING_WORDS, REASON_COLUMN, LeadDataError, bool_value, is_missing
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, DataContractError
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.serve import ServeSettings, create_app
+from leadrank.settings import ScoreConfig
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 

@@ -19,7 +19,8 @@ from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.io import read_table, write_table
 from leadrank.data.schema import LeadDataError
 from leadrank.data.synth import SynthConfig, simulate
-from leadrank.inference import SCORE_COLUMNS, FileSummary, ScoreConfig, Scorer
+from leadrank.inference import SCORE_COLUMNS, FileSummary, Scorer
+from leadrank.settings import ScoreConfig
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()

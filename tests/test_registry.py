@@ -24,7 +24,7 @@ from leadrank.data.minimums import TooFewLeadsError, check_minimums
 from leadrank.data.split import time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.registry import RegistryError, current, publish, retrain, rollback, versions
-from leadrank.training import RunConfig, TrainConfig
+from leadrank.settings import RunConfig, TrainConfig
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()

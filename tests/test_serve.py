@@ -36,8 +36,9 @@ from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.errors import ConfigurationError
 from leadrank.explain import explain
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.serve import TOKEN_ENV, ServeSettings, app_from_env, create_app
+from leadrank.settings import ScoreConfig
 
 _KEEP = ("source", "lead_age_days", "customer_age", "city_tier", "has_private_parking", "app_visits_7d")
 FEATURES = FeatureSpec(features=[f for f in FeatureSpec.nev_default().features if f.name in _KEEP])

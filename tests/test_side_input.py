@@ -19,9 +19,10 @@ from leadrank.artifact import choose_rank_by, from_training, load, save
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.encoding import SideEncoder
-from leadrank.inference import ScoreConfig, Scorer
-from leadrank.model.asllr import ASLLR, ModelConfig, ScoringHeads
-from leadrank.training import TrainConfig, train
+from leadrank.inference import Scorer
+from leadrank.model.asllr import ASLLR, ScoringHeads
+from leadrank.settings import ModelConfig, ScoreConfig, TrainConfig
+from leadrank.training import train
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()
@@ -195,7 +196,7 @@ class TestRankByChoice:
 
 class TestPromptFromConfig:
     def test_the_question_comes_from_the_run_config(self, table: pd.DataFrame, tmp_path: Path) -> None:
-        from leadrank.training import RunConfig
+        from leadrank.settings import RunConfig
 
         config = tmp_path / "run.yaml"
         config.write_text(
@@ -215,7 +216,7 @@ class TestPromptFromConfig:
         assert not any("lock in an order" in p for p in read)
 
     def test_the_paper_preset_reads_the_whole_prompt_without_side_input(self) -> None:
-        from leadrank.training import RunConfig
+        from leadrank.settings import RunConfig
 
         paper = RunConfig.resolve("paper").model
         assert (paper.reading, paper.side_input, paper.mode, paper.pooling) == ("prompt", False, "lora", "last")

@@ -13,8 +13,8 @@ from leadrank.artifact import TRAINING_LOG, ArtifactError, from_training, load, 
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.errors import EnvironmentProblem
-from leadrank.model.asllr import ModelConfig
-from leadrank.training import TrainConfig, train
+from leadrank.settings import ModelConfig, TrainConfig
+from leadrank.training import train
 
 FUNNEL = FunnelSpec.paper_default()
 pytestmark = pytest.mark.usefixtures("isolated_cache")

@@ -19,11 +19,11 @@ from leadrank.data.synth import SynthConfig, simulate
 from leadrank.funnel import FunnelBatchSampler, tier_membership
 from leadrank.hardware import resolve_dtype
 from leadrank.metrics import auc
-from leadrank.model.asllr import ModelConfig
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache
 from leadrank.model.reader import LeadReader
-from leadrank.training import TrainConfig, TrainResult, train
+from leadrank.settings import ModelConfig, TrainConfig
+from leadrank.training import TrainResult, train
 
 FEATURES = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()

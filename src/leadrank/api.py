@@ -23,8 +23,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from leadrank import artifact as artifacts
 from leadrank.artifact import Artifact
 from leadrank.config import DEFAULT_PRESET, FeatureSpec, FunnelSpec
-from leadrank.inference import ScoreConfig, Scorer
-from leadrank.training import RunConfig
+from leadrank.inference import Scorer
+from leadrank.settings import RunConfig, ScoreConfig
 from leadrank.training import train as train_model
 
 __all__ = ["LeadRanker", "Model", "load", "train"]

@@ -32,7 +32,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -49,8 +49,9 @@ from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.encoding import SideEncoder
 from leadrank.errors import EnvironmentProblem
 from leadrank.metrics import auc
-from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.asllr import ASLLR, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone, load_tokenizer
+from leadrank.settings import ModelConfig, RankBy
 
 if TYPE_CHECKING:  # only for the annotation: loading a model needs no training code (Accelerate)
     from leadrank.training import TrainResult
@@ -74,7 +75,6 @@ REQUIRED_KEYS = (
 SCORE_STATS = ("point_mean", "point_std", "pair_mean", "pair_std")
 _CHANGED = "the model folder was changed after training: restore it from where it came from or retrain"
 _Model = TypeVar("_Model", bound=BaseModel)
-RankBy = Literal["pair", "point", "blend"]
 
 
 class ArtifactError(EnvironmentProblem, ValueError):

@@ -23,6 +23,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from leadrank._files import write_text_atomic
 from leadrank.errors import ConfigurationError, DataContractError, EnvironmentProblem, LeadrankError
@@ -41,6 +42,42 @@ class SpecNotFoundError(EnvironmentProblem, FileNotFoundError):
 #: The recipes shipped in ``configs/presets/`` (see ``RunConfig.resolve``); the first is the default.
 PRESETS = ("cpu-quick", "cpu-lora", "paper")
 DEFAULT_PRESET = PRESETS[0]
+
+
+class Settings(BaseModel):
+    """Frozen settings whose fields carry their defaults, limits and descriptions (the CLI's help).
+
+    A value that breaks a limit raises :class:`~leadrank.errors.ConfigurationError` naming the
+    setting and the limit in words (exit code 2 on the command line), not pydantic's error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # a ValueError: the command line would call it an environment problem (exit 1)
+            raise ConfigurationError(". ".join(_in_words(type(self), error) for error in exc.errors())) from exc
+
+
+def _in_words(settings: type[BaseModel], error: ErrorDetails) -> str:
+    """One pydantic error as 'setting must be ...; got value'."""
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    ctx = error.get("ctx", {})
+    if error["type"] == "greater_than_equal":
+        rule = f"must be at least {_number(ctx['ge'])}"
+    elif error["type"] == "greater_than":
+        rule = f"must be above {_number(ctx['gt'])}"
+    elif error["type"] == "extra_forbidden":
+        return f"{name} is not a setting; the settings are {', '.join(settings.model_fields)}"
+    else:
+        rule = f"is not valid ({error['msg']})"
+    return f"{name} {rule}; got {error['input']!r}"
+
+
+def _number(limit: float) -> str:
+    """A limit as it was written: pydantic turns ``ge=0`` on a float field into 0.0."""
+    return str(int(limit)) if isinstance(limit, float) and limit.is_integer() else str(limit)
 
 
 class YamlModel(BaseModel):

@@ -55,13 +55,14 @@ from leadrank.data.split import TEST_FRACTION, TimeSplit, check_no_leakage, time
 from leadrank.data.synth import SynthConfig, check_preset, simulate
 from leadrank.errors import ConfigurationError
 from leadrank.hardware import describe, resolve_dtype
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
 from leadrank.model.asllr import ASLLR, answer_token_ids, resolve_pool_layer
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache
 from leadrank.model.reader import LeadReader
-from leadrank.training import RunConfig, TrainResult, train
+from leadrank.settings import RunConfig, ScoreConfig
+from leadrank.training import TrainResult, train
 
 #: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
 MIN_LEADS_FOR_PRECISION = 20
@@ -765,7 +766,11 @@ def _write_suite(
         predictions = predictions[predictions["train_size"].isna() | (predictions["train_size"] == largest)]
     extra["intervals"] = _intervals(predictions)
     layer = {-1: "", "middle": " of the middle layer"}.get(recipe.model.pool_layer, f" of layer {recipe.model.pool_layer}")
-    asllr = f"asLLR recipe: preset {config.preset!r} ({recipe.model.mode} {recipe.model.backbone}, pooling {recipe.model.pooling}{layer})"
+    asllr = (
+        f"asLLR recipe: preset {config.preset!r} ({recipe.model.mode} {recipe.model.backbone}, pooling {recipe.model.pooling}{layer}); "
+        "an asLLR row that names no head ranks as `leadrank score` does, by the head the model chose on its validation "
+        "slice (rank_by in its leadrank.json), scored through the same Scorer."
+    )
     results = {
         "suite": name,
         "title": SUITES[name].title,

@@ -15,12 +15,17 @@ import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, get_args
 
 import torch
 
-Dtype = Literal["auto", "fp32", "bf16"]
-DTYPES: tuple[str, ...] = get_args(Dtype)
+from leadrank.settings import DTYPES
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch from here on (None: leave torch's default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
 
 # Flags worth recording next to a speed measurement; the first two make bf16 native.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")

@@ -23,33 +23,18 @@ import pandas as pd
 import torch
 from peft import PeftModel
 
-from leadrank.artifact import Artifact, RankBy, blend_scores
+from leadrank.artifact import Artifact, blend_scores
 from leadrank.config import ID_COLUMN, TIME_COLUMN
 from leadrank.crm import CrmOutput, CrmSummary, hot_list_location
 from leadrank.data.io import ChunkedWriter, iter_table, read_table, refuse_overwriting_inputs, write_table
 from leadrank.data.schema import REASON_COLUMN, parse_as_of, split_valid, validate
-from leadrank.errors import ConfigurationError
-from leadrank.hardware import Dtype, resolve_dtype
+from leadrank.hardware import resolve_dtype, set_threads
 from leadrank.model.asllr import ASLLR
 from leadrank.model.frozen import FeatureCache
 from leadrank.model.reader import LeadInputs, LeadReader
+from leadrank.settings import RankBy, ScoreConfig
 
 SCORE_COLUMNS = [ID_COLUMN, "probability", "rank_score"]
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """How to run the scorer; the defaults suit a 2-core CPU and a 135M backbone."""
-
-    batch_size: int = 16
-    max_batch_tokens: int | None = 8192
-    dtype: Dtype = "auto"  # auto: bf16 where the CPU/GPU computes it natively, else fp32
-    threads: int | None = None
-    rank_by: RankBy | None = None  # None: the artifact's choice
-
-    def __post_init__(self) -> None:
-        if self.rank_by not in (None, "pair", "point", "blend"):
-            raise ConfigurationError(f"rank_by must be 'pair', 'point' or 'blend'; got {self.rank_by!r}.")
 
 
 @dataclass(frozen=True)
@@ -155,8 +140,7 @@ class Scorer:
         for an artifact nothing else uses (:meth:`load`): it saves a copy of the weights."""
         if reading_cache and artifact.model_config.mode != "frozen":
             raise ValueError("reading_cache=True needs a frozen model: a LoRA model's reading is its own, not the backbone's.")
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        set_threads(config.threads)
         self.artifact = artifact
         self.config = config
         self.rank_by: RankBy = config.rank_by or artifact.rank_by

@@ -46,9 +46,10 @@ from leadrank.data.minimums import TooFewLeadsError, check_minimums
 from leadrank.data.schema import label_values, validate
 from leadrank.data.split import time_split
 from leadrank.errors import EnvironmentProblem
-from leadrank.inference import ScoreConfig, Scorer
+from leadrank.inference import Scorer
 from leadrank.metrics import auc, precision_at
-from leadrank.training import RunConfig, train
+from leadrank.settings import RunConfig, ScoreConfig
+from leadrank.training import train
 
 __all__ = [
     "COMPARISON_SHARE",
@@ -341,9 +342,7 @@ def retrain(
     _check_comparison_slice(parts.test, funnel.label_column, run, holdout, parts.cutoff)
     root = Path(registry)
     existing = current(root) if _read_state(root).current else None
-    current_metrics = (
-        _slice_metrics(Scorer.load(existing, ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
-    )
+    current_metrics = _slice_metrics(Scorer.load(existing, ScoreConfig(dtype=run.train.dtype)), parts.test, labels) if existing else None
 
     result = train(parts.train, features, funnel, run.model, run.train)
     candidate = artifacts.from_training(result)

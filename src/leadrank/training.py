@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,123 +28,27 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from leadrank.config import PRESETS, FeatureSpec, FunnelSpec, YamlModel
+from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.minimums import check_minimums
 from leadrank.data.schema import label_values, validate
 from leadrank.data.split import check_no_leakage, validation_slice
 from leadrank.encoding import SideEncoder
-from leadrank.errors import ConfigurationError, EnvironmentProblem
+from leadrank.errors import EnvironmentProblem
 from leadrank.funnel import FunnelBatchSampler, funnel_pairs, label_pairs, tier_membership
-from leadrank.hardware import Dtype, resolve_dtype
-from leadrank.losses import LearnedMargins, LossWeights, answer_ce, bce_loss, preference_loss
+from leadrank.hardware import resolve_dtype, set_threads
+from leadrank.losses import LearnedMargins, answer_ce, bce_loss, preference_loss
 from leadrank.metrics import auc
-from leadrank.model.asllr import ASLLR, ModelConfig, answer_token_ids
+from leadrank.model.asllr import ASLLR, answer_token_ids
 from leadrank.model.backbone import Backbone, load_backbone
 from leadrank.model.frozen import FeatureCache
 from leadrank.model.inputs import collate, tokenize
 from leadrank.model.reader import LeadInputs, LeadReader
+from leadrank.settings import ModelConfig, TrainConfig
 
 logger = get_logger(__name__)
-
-
-class TrainConfig(BaseModel):
-    """How to train: batches, learning rates and schedule, loss weights, stopping, checkpoints."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # batches
-    batch_size: int = Field(default=16, ge=2, description="Leads per batch per process (pairs are built inside a batch).")
-    grad_accum_steps: int = Field(default=1, ge=1)
-    min_positives: int = Field(default=2, ge=1, description="Positives guaranteed in every batch.")
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
-    # optimisation
-    lr_heads: float = Field(default=5e-5, gt=0, description="Learning rate of the heads (the paper: 5e-5).")
-    lora_lr_ratio: float = Field(default=0.05, gt=0, description="LoRA learning rate as a share of lr_heads (the paper: 1/20).")
-    head_start_steps: int = Field(
-        default=0,
-        ge=0,
-        description="LoRA mode: first train the heads alone this many steps on the frozen reading (cached), then LoRA "
-        "and heads from there (probe, then fine-tune); 0 = LoRA starts with fresh heads.",
-    )
-    weight_decay: float = Field(default=0.0, ge=0)
-    warmup_steps: int = Field(default=10, ge=0)
-    final_lr_fraction: float = Field(default=0.1, gt=0, le=1, description="Exponential decay to this share of the peak by the last step.")
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    # losses
-    bce_weight: float = Field(default=2.0, ge=0)
-    hpro_weight: float = Field(default=1.0, ge=0, description="0 disables HPRO (the ablation 'asLLR without HPRO').")
-    ce_weight: float = Field(default=0.5, ge=0)
-    learn_margins: bool = Field(default=False, description="Train the tier margins too (non-negative, order kept); the margins study.")
-    # minimum data (checked before any model is loaded)
-    min_train_positives: int = Field(
-        default=100, ge=1, description="Refuse to train on a table with fewer positives (lower it for experiments only)."
-    )
-    min_train_negatives: int = Field(
-        default=100, ge=1, description="Refuse to train on a table with fewer negatives (lower it for experiments only)."
-    )
-    # validation and stopping
-    val_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Most recent share of the training table used to validate.")
-    eval_every: int = Field(default=50, ge=1, description="Validate every N optimizer steps.")
-    patience: int = Field(default=3, ge=1, description="Stop after N validations without improvement.")
-    # machinery
-    checkpoint_every: int = Field(default=100, ge=1)
-    seed: int = 0
-    dtype: Dtype = Field(default="auto", description="'auto': bf16 where the CPU/GPU computes it natively, else fp32; or 'fp32' / 'bf16'.")
-    gradient_checkpointing: bool = False
-    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; null = torch's default.")
-    feature_batch_size: int = Field(default=16, ge=1, description="Leads per batch when reading them (the frozen reading, validation).")
-    log_with: Literal["mlflow"] | None = Field(
-        default=None,
-        description="Also log the run (settings, every step's losses, validation) to MLflow through Accelerate's trackers; "
-        "needs the 'mlflow' extra; where to: MLFLOW_TRACKING_URI (a server URL, or file:./mlruns with MLFLOW_ALLOW_FILE_STORE=true), "
-        "the experiment: MLFLOW_EXPERIMENT_NAME "
-        "(default 'leadrank').",
-    )
-
-    @property
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(bce=self.bce_weight, hpro=self.hpro_weight, ce=self.ce_weight)
-
-
-class RunConfig(YamlModel):
-    """A whole recipe: the model and how to train it (``configs/presets/*.yaml``)."""
-
-    file_error = ConfigurationError
-
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-
-    @classmethod
-    def resolve(cls, preset: str | None = None, config_file: Path | None = None, **overrides: dict) -> RunConfig:
-        """Preset, then a YAML file, then explicit overrides (``model={...}``, ``train={...}``), later wins."""
-        merged: dict = {"model": {}, "train": {}}
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ConfigurationError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
-            _merge(merged, cls._packaged(f"presets/{preset}.yaml").model_dump(exclude_unset=True))
-        if config_file is not None:
-            _merge(merged, cls.from_yaml(config_file).model_dump(exclude_unset=True))
-        _merge(merged, overrides)
-        try:
-            return cls.model_validate(merged)
-        except ValidationError as exc:
-            source = " + ".join(
-                part for part in (f"preset {preset}" if preset else "", str(config_file or ""), "options" if overrides else "") if part
-            )
-            raise ConfigurationError(f"The run configuration ({source or 'defaults'}) is not valid:\n{exc}") from None
-
-
-def _merge(into: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 @dataclass
@@ -207,8 +110,7 @@ def train(
     validate(table, features, funnel)
     check_no_leakage(features.input_columns, funnel.supervision_columns)
     check_minimums(table, funnel.label_column, min_positives=config.min_train_positives, min_negatives=config.min_train_negatives)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    set_threads(config.threads)
     # bf16 autocast is applied here, not through Accelerate's process-wide mixed-precision state,
     # so runs with different settings can share a process.
     tracking = accelerator is None and config.log_with is not None

@@ -8,17 +8,19 @@ import importlib.metadata
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import click
 import typer
 import yaml
+from pydantic import BaseModel
 from rich.console import Console
 from safetensors import SafetensorError
 
 from leadrank.config import FeatureSpec, FunnelSpec
 from leadrank.data.schema import LeadDataError
 from leadrank.errors import EXIT_DATA, EXIT_ENVIRONMENT, EXIT_USAGE, DataContractError, LeadrankError
+from leadrank.settings import ModelConfig, ScoreConfig, TrainConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -161,19 +163,28 @@ def noting_specs(features: Path | None, funnel: Path | None) -> Iterator[None]:
         raise
 
 
-DtypeOption = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        help="'auto' (bf16 where the CPU has native bf16 instructions, AVX512_BF16 or AMX, or on a bf16 GPU; fp32 elsewhere), "
-        "'fp32' or 'bf16'. Forced bf16 on a CPU without them runs ~4x slower than fp32.",
-    ),
-]
-# The recipe options of every verb that trains (train, retrain, bench, demo): declared here once.
-BackboneOption = Annotated[
-    str | None, typer.Option(help="'smollm2-135m' (embedded), 'tiny' (tests), or a local Hugging Face model folder.")
-]
-ModeOption = Annotated[str | None, typer.Option(help="'lora' fine-tunes the backbone (the paper); 'frozen' trains heads on cached states.")]
+def setting(model: type[BaseModel], name: str, *flags: str, preset: bool = False) -> Any:
+    """A Typer option for the settings field ``model.name``: its help and limits come from the field.
+
+    The option's own default is None (not given), so the field's default (or, with ``preset``,
+    the preset's value) applies: each setting and its default are declared once, on the field.
+    """
+    field = model.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    shown = "none" if default is None else repr(default) if isinstance(default, str) else str(default)
+    where = f"the preset's ({shown} without one)" if preset else shown
+    limits = {key: getattr(rule, attr) for rule in field.metadata for key, attr in (("min", "ge"), ("max", "le")) if hasattr(rule, attr)}
+    return typer.Option(*flags, help=f"{(field.description or '').rstrip('.')}. Default: {where}.", **limits)
+
+
+# The settings options several verbs share: help, limits and defaults from the settings fields.
+BackboneOption = Annotated[str | None, setting(ModelConfig, "backbone", preset=True)]
+ModeOption = Annotated[str | None, setting(ModelConfig, "mode", preset=True)]
+MaxStepsOption = Annotated[int | None, setting(TrainConfig, "max_steps", "--max-steps", preset=True)]
+SeedOption = Annotated[int | None, setting(TrainConfig, "seed", preset=True)]
+DtypeOption = Annotated[str | None, setting(ScoreConfig, "dtype", "--dtype")]
+ThreadsOption = Annotated[int | None, setting(ScoreConfig, "threads", "--threads")]
+RankByOption = Annotated[str | None, setting(ScoreConfig, "rank_by", "--rank-by")]
 PresetOption = Annotated[
     str,
     typer.Option(
@@ -181,27 +192,15 @@ PresetOption = Annotated[
     ),
 ]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML with `model:` and `train:` sections; overrides the preset.")]
-MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")]
-SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
 EncodingOption = Annotated[
     str,
     typer.Option("--encoding", help="Text encoding of a CSV or JSONL input, e.g. latin-1 or cp1252 (Parquet and DuckDB carry their own)."),
 ]
-ThreadsOption = Annotated[
-    int | None,
-    typer.Option("--threads", min=1, help="CPU threads for the model (with other jobs running, 1 can beat 2). Default: torch's."),
-]
-RankByOption = Annotated[
-    str | None, typer.Option("--rank-by", help="'pair' (HPRO head), 'point' (probability head) or 'blend'; default: the model's choice.")
-]
 
 
-def set_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads for torch from here on (None: leave torch's default)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+def given(**values: object) -> dict[str, object]:
+    """The options a user gave (not None): what goes over the defaults."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def refuse_overwriting(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]) -> None:

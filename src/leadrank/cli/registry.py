@@ -51,7 +51,7 @@ def retrain(
     segment_column: Annotated[
         str | None, typer.Option(help="Each value of this column (e.g. city_tier) must meet the training minimums on its own.")
     ] = None,
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = None,
     threads: ThreadsOption = None,
     encoding: EncodingOption = "utf-8",
 ) -> None:
@@ -59,12 +59,11 @@ def retrain(
     from leadrank.data.io import read_table
     from leadrank.registry import TOP_SHARE
     from leadrank.registry import retrain as retrain_registry
-    from leadrank.training import RunConfig
+    from leadrank.settings import RunConfig, run_flags
 
     feature_spec, funnel_spec = read_specs(features, funnel)
-    model_overrides = {k: v for k, v in {"backbone": backbone, "mode": mode}.items() if v is not None}
-    train_overrides = {k: v for k, v in {"max_steps": max_steps, "seed": seed, "dtype": dtype, "threads": threads}.items() if v is not None}
-    run = RunConfig.resolve(preset, config, model=model_overrides, train=train_overrides)
+    flags = run_flags(backbone=backbone, mode=mode, max_steps=max_steps, seed=seed, dtype=dtype, threads=threads)
+    run = RunConfig.resolve(preset, config, **flags)
     refuse_overwriting([registry], [data, features, funnel, config])
     table = read_table(data, encoding=encoding)
     with noting_specs(features, funnel):

@@ -14,73 +14,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import cast
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from leadrank.data.prompt import PromptTemplate
+from leadrank.settings import ModelConfig
 
 # peft asks transformers a deprecated question on every wrap; the answer is right, the warning is noise.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-
-
-class ModelConfig(BaseModel):
-    """What the model is: backbone, adaptation mode, pooling, LoRA and head shapes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # backbone
-    backbone: str = Field(default="smollm2-135m", description="'smollm2-135m', 'tiny', or a local Hugging Face causal-LM folder.")
-    mode: Literal["lora", "frozen"] = Field(
-        default="lora", description="'lora': fine-tune (the paper); 'frozen': heads on cached hidden states."
-    )
-    # what the model reads
-    reading: Literal["prompt", "dialogue"] = Field(
-        default="prompt",
-        description="'prompt': the CRM fields and the dialogue as text (the paper); 'dialogue': the dialogue only "
-        "(far fewer tokens; a lead without dialogue is not read at all), the fields reach the heads as the side input.",
-    )
-    side_input: bool = Field(
-        default=False, description="The heads also read the lead's tabular encoding (fitted on the training part, saved with the model)."
-    )
-    prompt: PromptTemplate = Field(default_factory=PromptTemplate, description="The prompt's instruction, question and answer words.")
-    # reading the lead
-    pooling: Literal["last", "mean"] = Field(default="last", description="'last': last token (the paper); 'mean': mean over tokens.")
-    pool_layer: int | Literal["middle"] = Field(
-        default=-1,
-        description="Hidden-state layer the heads read: 0 = embeddings, -1 = final, 'middle' = half the backbone's depth "
-        "(rounded down: 15 of SmolLM2's 30, 1 of the tiny test model's 2), so one preset fits every backbone.",
-    )
-    max_dialogue_tokens: int = Field(default=256, ge=0, description="Dialogue token budget; the newest turns are kept.")
-    # LoRA
-    lora_r: int = Field(default=16, ge=1)
-    lora_alpha: int = Field(default=32, ge=1)
-    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    lora_targets: tuple[str, ...] = Field(default=("q_proj", "k_proj", "v_proj", "o_proj"), description="Module names that get LoRA.")
-    lora_top_layers: int | None = Field(
-        default=None, ge=1, description="Put LoRA only in the top N layers (cheaper backward on CPU); null = all layers."
-    )
-    # heads
-    head_hidden: int = Field(default=128, ge=1)
-    head_dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _check(self) -> ModelConfig:
-        if self.reading == "dialogue" and not self.side_input:
-            raise ValueError(
-                "reading='dialogue' leaves the CRM fields out of the prompt, so without the side input the model would "
-                "never see them; set side_input: true (or reading: prompt)."
-            )
-        if self.mode == "lora" and self.pool_layer != -1:
-            raise ValueError(
-                f"mode='lora' trains through the final layer but pool_layer={self.pool_layer}; use pool_layer=-1 with LoRA "
-                f"(on the command line: --preset cpu-lora or --preset paper), or mode='frozen'."
-            )
-        return self
 
 
 def answer_token_ids(tokenizer: PreTrainedTokenizerBase, template: PromptTemplate) -> tuple[int, int]:

@@ -8,6 +8,6 @@ job per module: :mod:`.settings` (:class:`ServeSettings`, the token variable), :
 """
 
 from leadrank.serve.app import app_from_env, create_app, run
-from leadrank.serve.settings import TOKEN_ENV, ServeSettings
+from leadrank.settings import TOKEN_ENV, ServeSettings
 
 __all__ = ["TOKEN_ENV", "ServeSettings", "app_from_env", "create_app", "run"]

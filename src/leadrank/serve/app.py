@@ -25,8 +25,8 @@ from leadrank.config import ID_COLUMN, FeatureSpec, FunnelSpec
 from leadrank.data.schema import LeadDataError, validate
 from leadrank.serve.errors import _add_error_handlers, _BodyLimit, _LeadsRefused, _require_token
 from leadrank.serve.schemas import _TOP, _explain_request, _lead_model, _public_manifest, _score_request
-from leadrank.serve.settings import ServeSettings
 from leadrank.serve.worker import _Worker
+from leadrank.settings import ServeSettings
 
 __all__ = ["app_from_env", "create_app", "run"]
 

@@ -20,7 +20,7 @@ from leadrank.config import ID_COLUMN
 from leadrank.data.schema import LeadDataError
 from leadrank.errors import DataContractError
 from leadrank.serve.schemas import _is_unicode
-from leadrank.serve.settings import TOKEN_ENV, ServeSettings
+from leadrank.settings import TOKEN_ENV, ServeSettings
 
 _bearer = HTTPBearer(auto_error=False, description=f"The value of {TOKEN_ENV} on the server, when it is set.")
 

@@ -18,7 +18,7 @@ from fastapi import HTTPException
 from leadrank.config import ID_COLUMN
 from leadrank.explain import explain
 from leadrank.inference import Scorer
-from leadrank.serve.settings import ServeSettings
+from leadrank.settings import ServeSettings
 
 
 @dataclass
