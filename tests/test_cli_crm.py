@@ -12,7 +12,7 @@ from test_calibration import miscalibrated, package
 from helpers import invoke, widen_consoles
 from helpers import plain as text
 from leadrank.artifact import load, read_manifest
-from leadrank.crm import CRM_COLUMNS
+from leadrank.crm import CRM_COLUMNS, CrmConfig, grade, reference_percentile
 from leadrank.data.io import read_table, write_table
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.inference import Scorer
@@ -49,10 +49,14 @@ class TestScoreCrm:
         assert list(scores.columns) == CRM_COLUMNS
         assert scores["lead_id"].tolist() == read_table(new_leads)["lead_id"].tolist()
         assert set(scores["model_version"]) == {read_manifest(model_dir)["model_version"]}
-        assert scores["percentile"].max() == 100.0 and scores["percentile"].min() == 0.0
+        manifest = read_manifest(model_dir)
+        reference = manifest["score_reference"][manifest["rank_by"]]  # fixed at training: the same for any batch
+        assert scores["percentile"].tolist() == reference_percentile(scores["rank_score"], reference).tolist()
+        assert scores["grade"].tolist() == grade(scores["percentile"].to_numpy(), CrmConfig()).tolist()
         output = text(result)
         assert "10 leads in: 10 scored" in output
-        assert f"model_version {read_manifest(model_dir)['model_version']}; grades: A 1, B 2, C 3, D 4; trend: new 10" in output
+        counts = ", ".join(f"{g} {int((scores['grade'] == g).sum())}" for g in "ABCD")
+        assert f"model_version {manifest['model_version']}; grades: {counts}; trend: new 10" in output
 
     def test_top_writes_the_hot_list_beside_the_output(self, model_dir: Path, new_leads: Path, tmp_path: Path) -> None:
         out = tmp_path / "S.csv"
@@ -102,8 +106,13 @@ class TestScoreCrm:
         config.write_text("grade_a_min_percentile: 50\ngrade_b_min_percentile: 20\ngrade_c_min_percentile: 10\n", encoding="utf-8")
         result = invoke("score", model_dir, new_leads, "--out", tmp_path / "S.csv", "--crm-config", config)
         assert result.exit_code == 0, result.output
-        grades = read_table(tmp_path / "S.csv")["grade"].value_counts().to_dict()
-        assert grades == {"A": 5, "B": 3, "C": 1, "D": 1}
+        scores = read_table(tmp_path / "S.csv")
+        assert scores["grade"].tolist() == grade(scores["percentile"].to_numpy(), CrmConfig.from_yaml(config)).tolist()
+        default = invoke("score", model_dir, new_leads, "--out", tmp_path / "D.csv", "--crm")
+        assert default.exit_code == 0, default.output
+        assert (
+            read_table(tmp_path / "D.csv")["percentile"].tolist() == scores["percentile"].tolist()
+        )  # the cut-offs move, not the percentiles
 
     def test_a_bad_crm_config_is_named_and_nothing_is_written(self, model_dir: Path, new_leads: Path, tmp_path: Path) -> None:
         config = tmp_path / "crm.yaml"

@@ -29,7 +29,8 @@ from leadrank.crm import (
     grade,
     hot_list,
     hot_list_location,
-    percentile,
+    reference_percentile,
+    reference_quantiles,
     to_dynamics365,
     trend,
 )
@@ -39,6 +40,7 @@ from leadrank.inference import SCORE_COLUMNS, ScoreCache, Scorer
 from leadrank.settings import ScoreConfig
 
 EXACT = ScoreConfig(dtype="fp32")
+REFERENCE = reference_quantiles(np.linspace(0.0, 5.0, 101))
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -58,27 +60,37 @@ def _scores(rank_score: list[float], probability: list[float] | None = None) -> 
 
 
 class TestPercentile:
-    def test_lowest_is_0_highest_is_100_and_order_is_kept(self) -> None:
+    def test_below_the_reference_is_0_above_is_100_and_order_is_kept(self) -> None:
         rng = np.random.default_rng(0)
-        scores = rng.normal(size=50)
-        p = percentile(scores)
-        assert p[scores.argmin()] == 0.0 and p[scores.argmax()] == 100.0
-        order = np.argsort(scores)
-        assert (np.diff(p[order]) > 0).all()
+        reference = reference_quantiles(rng.normal(size=500))
+        scores = np.concatenate([rng.normal(size=50), [-10.0, 10.0]])
+        p = reference_percentile(scores, reference)
+        assert p[-2] == 0.0 and p[-1] == 100.0
+        assert (np.diff(p[np.argsort(scores)]) >= 0).all()
 
-    def test_ties_share_their_average_rank(self) -> None:
-        assert_allclose(percentile([1.0, 2.0, 2.0, 3.0]), [0.0, 50.0, 50.0, 100.0])
+    def test_the_validation_leads_themselves_spread_evenly(self) -> None:
+        values = np.random.default_rng(2).permutation(1000).astype(float)
+        p = reference_percentile(values, reference_quantiles(values))
+        assert_allclose(p, 100 * values / 999, atol=0.2)
 
-    def test_a_single_lead_is_at_100_and_an_empty_batch_is_empty(self) -> None:
-        assert percentile([0.3]).tolist() == [100.0]
-        assert percentile([]).tolist() == []
+    def test_a_leads_percentile_does_not_depend_on_what_else_is_scored(self) -> None:
+        reference = reference_quantiles(np.linspace(-3, 3, 200))
+        scores = np.random.default_rng(3).normal(size=30)
+        together = reference_percentile(scores, reference)
+        alone = [reference_percentile([score], reference)[0] for score in scores]
+        assert together.tolist() == alone
+        assert reference_percentile(scores[:7], reference).tolist() == together[:7].tolist()
+
+    def test_scores_tied_in_the_reference_get_the_middle(self) -> None:
+        assert reference_percentile([1.0], [0.0, 1.0, 1.0, 1.0, 2.0]).tolist() == [50.0]
+        assert reference_percentile([], [0.0, 1.0]).tolist() == []
 
 
 class TestGrade:
     @pytest.mark.parametrize(("n", "counts"), [(100, [10, 20, 30, 40]), (10, [1, 2, 3, 4])])
     def test_default_cut_offs_give_10_20_30_40_percent(self, n: int, counts: list[int]) -> None:
         scores = np.random.default_rng(1).permutation(n).astype(float)
-        grades = grade(percentile(scores), CrmConfig())
+        grades = grade(reference_percentile(scores, reference_quantiles(scores)), CrmConfig())
         assert [int((grades == g).sum()) for g in "ABCD"] == counts
         assert set(grades[scores >= n - counts[0]]) == {"A"}  # the A's are the best leads
 
@@ -86,7 +98,7 @@ class TestGrade:
     @given(st.lists(st.integers(-5, 5).map(float), min_size=1, max_size=60))
     def test_a_better_score_never_gets_a_worse_grade(self, scores: list[float]) -> None:
         values = np.array(scores)
-        grades = grade(percentile(values), CrmConfig())
+        grades = grade(reference_percentile(values, reference_quantiles(values)), CrmConfig())
         order = np.argsort(values, kind="stable")
         worse_is_higher_letter = [ord(g) for g in grades[order]]
         assert all(a >= b for a, b in zip(worse_is_higher_letter, worse_is_higher_letter[1:]))
@@ -101,7 +113,7 @@ class TestGrade:
         config = CrmConfig.from_yaml(path)
         assert config.trend_tolerance == 0.05
         scores = np.arange(100, dtype=float)
-        grades = grade(percentile(scores), config)
+        grades = grade(reference_percentile(scores, reference_quantiles(scores)), config)
         assert [int((grades == g).sum()) for g in "ABCD"] == [5, 15, 30, 50]
 
     def test_cut_offs_that_increase_are_refused(self) -> None:
@@ -171,7 +183,7 @@ class TestTrend:
 class TestCrmTable:
     def test_columns_order_and_values(self) -> None:
         scores = _scores([3.0, 1.0, 2.0]).iloc[::-1].reset_index(drop=True)
-        crm = add_crm_fields(scores, "abc123def456")
+        crm = add_crm_fields(scores, "abc123def456", reference_quantiles(np.array([1.0, 2.0, 3.0])))
         assert list(crm.columns) == CRM_COLUMNS
         assert crm["lead_id"].tolist() == scores["lead_id"].tolist()  # input order is kept
         assert crm["percentile"].tolist() == [50.0, 0.0, 100.0]
@@ -179,7 +191,7 @@ class TestCrmTable:
         assert set(crm["model_version"]) == {"abc123def456"}
 
     def test_hot_list_is_the_best_n_best_first_ties_in_input_order(self) -> None:
-        crm = add_crm_fields(_scores([1.0, 5.0, 3.0, 5.0, 0.0]), "v")
+        crm = add_crm_fields(_scores([1.0, 5.0, 3.0, 5.0, 0.0]), "v", REFERENCE)
         top = hot_list(crm, 3)
         assert top["lead_id"].tolist() == ["L001", "L003", "L002"]
         assert list(top.columns) == CRM_COLUMNS
@@ -200,7 +212,7 @@ class TestCrmTable:
         assert hot_list_location(destination, 50) == expected
 
     def test_dynamics365_columns_and_codes(self) -> None:
-        crm = add_crm_fields(_scores([4.0, 3.0, 2.0, 1.0], probability=[0.994, 0.5, 0.126, 0.0]), "v")
+        crm = add_crm_fields(_scores([4.0, 3.0, 2.0, 1.0], probability=[0.994, 0.5, 0.126, 0.0]), "v", REFERENCE)
         crm["grade"] = ["A", "B", "C", "D"]
         crm["trend"] = ["improving", "steady", "declining", "new"]
         d365 = to_dynamics365(crm)
@@ -215,7 +227,7 @@ class TestCrmTable:
 class TestCrmOutput:
     def test_writes_the_table_and_the_hot_list(self, tmp_path: Path) -> None:
         scores = _scores(list(np.random.default_rng(2).normal(size=30)))
-        summary = CrmOutput(top=5).write(scores, tmp_path / "S.parquet", "v1")
+        summary = CrmOutput(top=5).write(scores, tmp_path / "S.parquet", "v1", REFERENCE)
         written = read_table(tmp_path / "S.parquet")
         assert list(written.columns) == CRM_COLUMNS and len(written) == 30
         top = read_table(tmp_path / "S.top5.parquet")
@@ -225,7 +237,7 @@ class TestCrmOutput:
 
     def test_dynamics365_layout_and_a_duckdb_hot_list(self, tmp_path: Path) -> None:
         scores = _scores([0.5, 2.0, 1.0])
-        CrmOutput(top=2, dynamics365=True).write(scores, f"{tmp_path / 'crm.duckdb'}::scores", "v1")
+        CrmOutput(top=2, dynamics365=True).write(scores, f"{tmp_path / 'crm.duckdb'}::scores", "v1", REFERENCE)
         assert list(read_table(f"{tmp_path / 'crm.duckdb'}::scores").columns)[0] == "msdyn_entityid"
         top = read_table(f"{tmp_path / 'crm.duckdb'}::scores_top2")
         assert top["lead_id"].tolist() == ["L001", "L002"] and "grade" in top.columns
@@ -369,7 +381,7 @@ class TestScoreFileWithCrm:
         written = read_table(tmp_path / "S.csv")
         assert list(written.columns) == CRM_COLUMNS
         plain = Scorer(load(model_dir), EXACT).score(read_table(source))
-        expected = add_crm_fields(plain, scorer.artifact.model_version)
+        expected = add_crm_fields(plain, scorer.artifact.model_version, scorer.reference)
         assert written["lead_id"].tolist() == expected["lead_id"].tolist()
         assert_array_equal(written["grade"], expected["grade"])
         assert_allclose(written["percentile"], expected["percentile"], rtol=0, atol=1e-9)
@@ -381,3 +393,40 @@ class TestScoreFileWithCrm:
         summary = Scorer(load(model_dir), EXACT).score_file(str(source), tmp_path / "S.csv", chunk_rows=2)
         assert summary.crm is None
         assert list(read_table(tmp_path / "S.csv").columns) == SCORE_COLUMNS
+
+
+class TestFieldsFixedAtTraining:
+    def test_a_lead_gets_the_same_fields_alone_in_a_batch_in_a_shard_and_through_the_service(self, model_dir: Path, tmp_path: Path) -> None:
+        from fastapi.testclient import TestClient
+
+        from leadrank.serve import ServeSettings, create_app
+
+        leads = simulate(SynthConfig.preset("dense", n=40, seed=32)).drop(columns=["label", "funnel_stage", "call_duration_s"])
+
+        one_at_a_time = ScoreConfig(dtype="fp32", batch_size=1)  # every path reads each lead in a batch of its own
+        scorer = Scorer(load(model_dir), one_at_a_time)
+        fields = ["lead_id", "percentile", "grade", "model_version"]
+        batch = add_crm_fields(scorer.score(leads), scorer.artifact.model_version, scorer.reference)[fields]
+        alone = pd.concat(
+            [
+                add_crm_fields(scorer.score(leads.iloc[[i]]), scorer.artifact.model_version, scorer.reference)[fields]
+                for i in range(len(leads))
+            ],
+            ignore_index=True,
+        )
+        source = write_table(leads, tmp_path / "leads.parquet")
+        scorer.score_file(str(source), tmp_path / "shards.parquet", chunk_rows=3, crm=CrmOutput())
+        sharded = read_table(tmp_path / "shards.parquet")[fields]
+        with TestClient(create_app(model_dir, ServeSettings(score=one_at_a_time))) as client:
+            records = json.loads(leads.to_json(orient="records", date_format="iso"))
+            served = pd.DataFrame(client.post("/score", json={"leads": records}).json()["scores"])[fields]
+
+        assert batch["percentile"].nunique() > 1, "the leads must not all share one percentile"
+        for other in (alone, sharded, served):
+            pd.testing.assert_frame_equal(other.reset_index(drop=True), batch.reset_index(drop=True), check_dtype=False)
+
+    def test_grade_order_follows_rank_order(self, model_dir: Path, leads: pd.DataFrame) -> None:
+        scorer = Scorer(load(model_dir), EXACT)
+        crm = add_crm_fields(scorer.score(leads), scorer.artifact.model_version, scorer.reference).sort_values("rank_score")
+        assert (np.diff(crm["percentile"].to_numpy()) >= 0).all()
+        assert crm["grade"].tolist() == sorted(crm["grade"], reverse=True)  # D ... A from the lowest rank up

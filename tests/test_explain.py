@@ -219,7 +219,7 @@ class TestCli:
     ) -> None:
         from rich.console import Console
 
-        monkeypatch.setattr(cli, "console", Console(width=300))
+        monkeypatch.setattr(cli.model, "console", Console(width=300))
         lead_id = table["lead_id"].iloc[3]
         result = runner.invoke(cli.app, ["explain", str(model_dir), lead_id, str(data)])
         out = _ANSI.sub("", result.output)

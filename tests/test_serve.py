@@ -101,10 +101,13 @@ class TestScore:
         response = client.post("/score", json={"leads": as_json(leads)})
         assert response.status_code == 200
         scores = pd.DataFrame(response.json()["scores"])
-        assert list(scores.columns) == list(expected.columns)  # every column the Scorer returns
+        # every column the Scorer returns, and the fields fixed at training (no trend: a request has no yesterday)
+        assert list(scores.columns) == [*expected.columns, "percentile", "grade", "model_version"]
         assert scores["lead_id"].tolist() == leads["lead_id"].tolist()
         for column in ("probability", "rank_score"):
             assert_allclose(scores[column], expected[column], rtol=0, atol=ATOL)
+        assert set(scores["model_version"]) == {client.get("/model").json()["model_version"]}
+        assert set(scores["grade"]) <= set("ABCD") and scores["percentile"].between(0, 100).all()
 
     def test_integer_ids_come_back_as_sent(self, client: TestClient, leads: pd.DataFrame) -> None:
         body = as_json(leads.iloc[:2].assign(lead_id=[7, 8]))

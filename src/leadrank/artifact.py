@@ -46,6 +46,7 @@ import leadrank
 from leadrank._files import staging_dir
 from leadrank.calibration import Calibration, calibration_metrics, fit_calibration
 from leadrank.config import FeatureSpec, FunnelSpec
+from leadrank.crm import reference_quantiles
 from leadrank.encoding import SideEncoder
 from leadrank.errors import EnvironmentProblem
 from leadrank.metrics import auc
@@ -56,7 +57,7 @@ from leadrank.settings import ModelConfig, RankBy
 if TYPE_CHECKING:  # only for the annotation: loading a model needs no training code (Accelerate)
     from leadrank.training import TrainResult
 
-FORMAT_VERSION = 3  # 3: the manifest records the checksum of every file (``files``)
+FORMAT_VERSION = 4  # 3: the manifest records the checksum of every file (``files``); 4: the score reference (CRM grades)
 MANIFEST = "leadrank.json"
 REQUIRED_KEYS = (
     "model_version",
@@ -69,6 +70,7 @@ REQUIRED_KEYS = (
     "side_encoder",
     "rank_by",
     "score_stats",
+    "score_reference",
     "calibration",
     "metrics",
 )
@@ -108,6 +110,7 @@ class Artifact:
     backbone_checksum: str
     rank_by: RankBy
     score_stats: dict[str, float]
+    score_reference: dict[str, list[float]]  # ranking -> quantiles of its validation scores (see crm.reference_percentile)
     train_config: dict
     metrics: dict
     calibration: Calibration = field(default_factory=Calibration)
@@ -132,6 +135,7 @@ class Artifact:
             "side_encoder": None if self.side_encoder is None else self.side_encoder.to_dict(),
             "rank_by": self.rank_by,
             "score_stats": self.score_stats,
+            "score_reference": self.score_reference,
             "calibration": self.calibration.model_dump(mode="json"),
             "metrics": self.metrics,
             "files": files,
@@ -147,6 +151,7 @@ def _model_version(artifact: Artifact) -> str:
         "side_encoder": None if artifact.side_encoder is None else artifact.side_encoder.to_dict(),
         "rank_by": artifact.rank_by,
         "score_stats": artifact.score_stats,
+        "score_reference": artifact.score_reference,
         "calibration": artifact.calibration.model_dump(mode="json"),
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
@@ -235,6 +240,7 @@ def load(directory: str | Path, *, backbone: str | None = None) -> Artifact:
         backbone_checksum=manifest["backbone"]["checksum"],
         rank_by=manifest["rank_by"],
         score_stats=manifest["score_stats"],
+        score_reference=_checked_reference(manifest["score_reference"], path),
         train_config=manifest["train_config"],
         metrics=manifest["metrics"],
         calibration=calibration,
@@ -349,8 +355,8 @@ def _read_manifest(folder: Path) -> dict:
     if version != FORMAT_VERSION:
         older = isinstance(version, int) and version < FORMAT_VERSION
         advice = (
-            "Models of older formats do not record a checksum for every file, so they cannot be checked: retrain it "
-            "with this leadrank (`leadrank train`)."
+            "Models of older formats do not record a checksum for every file or the score reference that fixes CRM "
+            "percentiles and grades: retrain it with this leadrank (`leadrank train`)."
             if older
             else f"Use the leadrank version that wrote it (leadrank_version {manifest.get('leadrank_version')!r}) or retrain."
         )
@@ -404,8 +410,8 @@ def from_training(result: TrainResult) -> Artifact:
     }
     metrics: dict[str, float] = {"train_steps": result.steps, "train_seconds": round(result.seconds, 1), "best_step": result.best_step}
     calibration = fit_calibration(labels, point)
+    blend = blend_scores(point, pair, stats)
     if 0 < labels.sum() < len(labels):
-        blend = blend_scores(point, pair, stats)
         metrics |= {"val_auc_point": auc(labels, point), "val_auc_pair": auc(labels, pair), "val_auc_blend": auc(labels, blend)}
         metrics |= calibration_metrics(labels, point, calibration)
     return Artifact(
@@ -419,11 +425,27 @@ def from_training(result: TrainResult) -> Artifact:
         backbone_checksum=result.backbone.checksum,
         rank_by=choose_rank_by(metrics) if result.train_config.hpro_weight > 0 else "point",
         score_stats=stats,
+        score_reference={name: reference_quantiles(scores) for name, scores in (("point", point), ("pair", pair), ("blend", blend))},
         train_config=result.train_config.model_dump(mode="json"),
         metrics=metrics,
         calibration=calibration,
         training_log=result.log,
     )
+
+
+def _checked_reference(reference: object, path: Path) -> dict[str, list[float]]:
+    """The manifest's score reference: for each ranking, finite quantiles in increasing order."""
+    rankings = ("point", "pair", "blend")
+    if not (isinstance(reference, dict) and set(reference) == set(rankings) and all(_is_reference(reference[r]) for r in rankings)):
+        raise ArtifactError(f"{path}: score_reference must hold increasing finite quantiles for {list(rankings)}; {_CHANGED}.")
+    return reference
+
+
+def _is_reference(values: object) -> bool:
+    if not isinstance(values, list) or len(values) < 2 or not all(isinstance(v, (int, float)) for v in values):
+        return False
+    quantiles = np.array(values, dtype=float)
+    return bool(np.isfinite(quantiles).all() and (np.diff(quantiles) >= 0).all())
 
 
 def _read_training_log(path: Path) -> list[dict]:

@@ -5,10 +5,10 @@
 =================  ==========================================================================
 column             meaning
 =================  ==========================================================================
-``percentile``     where the lead's ``rank_score`` stands in this batch: ``100 * (rank - 1) /
-                   (n - 1)`` with ranks counted from the lowest score, so 0 is the lowest,
-                   100 the highest; tied scores share their average rank; a batch of one lead
-                   gets 100
+``percentile``     where the lead's ``rank_score`` stands among the model's validation leads
+                   (the newest part of its training table; :func:`reference_percentile`):
+                   0 below the lowest, 100 above the highest; fixed at training, so a lead
+                   gets the same percentile alone, in any batch, shard or request
 ``grade``          A-D by percentile, cut-offs in :class:`CrmConfig`; the defaults give A to
                    the top 10 %, B to the next 20 %, C to the next 30 % and D to the rest
 ``trend``          the calibrated probability against the lead's previous one:
@@ -17,8 +17,10 @@ column             meaning
 ``model_version``  the artifact's id (:attr:`leadrank.artifact.Artifact.model_version`)
 =================  ==========================================================================
 
-Percentile and grade describe the batch, so they are recomputed over the whole batch on every
-run; incremental scoring reuses raw model outputs, never percentiles.
+Percentile and grade depend on the lead and the model only, never on what else is scored with
+it: the artifact keeps :data:`REFERENCE_POINTS` quantiles of each ranking's validation scores
+(``score_reference`` in ``leadrank.json``). Grade order follows rank order. When the leads
+scored drift from those the model validated on, the grade shares drift too (the summary says so).
 
 :func:`to_dynamics365` lays the fields out as Dynamics 365 Sales' ``msdyn_predictivescore``
 table, the documented way to bring your own scoring model
@@ -28,13 +30,15 @@ probability in percent), ``msdyn_grade`` (0-3 = Grade A-D) and ``msdyn_scoretren
 (0 Improving, 1 Steady, 2 Declining, 3 Not enough info).
 
 Example:
-    >>> scores = pd.DataFrame({"lead_id": ["a", "b", "c"], "probability": [0.2, 0.6, 0.1], "rank_score": [0.1, 2.0, -1.0]})
-    >>> add_crm_fields(scores, "3f2a9c1b7d0e")[["lead_id", "percentile", "grade", "trend"]].values.tolist()
-    [['a', 50.0, 'C', 'new'], ['b', 100.0, 'A', 'new'], ['c', 0.0, 'D', 'new']]
+    >>> scores = pd.DataFrame({"lead_id": ["a", "b", "c"], "probability": [0.2, 0.6, 0.1], "rank_score": [0.1, 3.0, -1.0]})
+    >>> reference = reference_quantiles(np.linspace(-2.0, 2.0, 101))  # a model's validation scores
+    >>> add_crm_fields(scores, "3f2a9c1b7d0e", reference)[["lead_id", "percentile", "grade", "trend"]].values.tolist()
+    [['a', 52.4, 'C', 'new'], ['b', 100.0, 'A', 'new'], ['c', 25.0, 'D', 'new']]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -88,12 +92,27 @@ class CrmConfig(YamlModel):
         return self
 
 
-def percentile(rank_score: pd.Series | np.ndarray) -> np.ndarray:
-    """Within-batch percentile of each score, 0 (lowest) to 100 (highest); ties share their average rank."""
-    scores = pd.Series(np.asarray(rank_score, dtype=float))
-    if len(scores) <= 1:
-        return np.full(len(scores), 100.0)
-    return (100.0 * (scores.rank(method="average") - 1) / (len(scores) - 1)).to_numpy()
+#: Quantiles kept of each ranking's validation scores: percentiles to a tenth of a point.
+REFERENCE_POINTS = 1001
+
+
+def reference_quantiles(scores: np.ndarray) -> list[float]:
+    """:data:`REFERENCE_POINTS` evenly spaced quantiles of ``scores`` (a ranking's validation scores)."""
+    return [float(q) for q in np.quantile(np.asarray(scores, dtype=float), np.linspace(0.0, 1.0, REFERENCE_POINTS))]
+
+
+def reference_percentile(rank_score: pd.Series | np.ndarray, reference: Sequence[float]) -> np.ndarray:
+    """Where each score stands in ``reference`` (increasing quantiles), 0 to 100.
+
+    The share of the reference below the score, counting the reference values equal to it
+    half, to a tenth of a point: a non-decreasing function of the score, so a higher rank never
+    gets a lower percentile.
+    """
+    quantiles = np.asarray(reference, dtype=float)
+    scores = np.asarray(rank_score, dtype=float)
+    below = np.searchsorted(quantiles, scores, side="left")
+    up_to = np.searchsorted(quantiles, scores, side="right")
+    return np.round(100.0 * (below + up_to) / (2 * len(quantiles)), 1)
 
 
 def grade(percentiles: np.ndarray, config: CrmConfig) -> np.ndarray:
@@ -140,24 +159,38 @@ def _previous_probability(previous: pd.DataFrame) -> pd.Series:
     return pd.Series(probability.to_numpy(), index=ids.to_numpy())
 
 
+def add_grades(scores: pd.DataFrame, model_version: str, reference: Sequence[float], config: CrmConfig | None = None) -> pd.DataFrame:
+    """``lead_id, probability, rank_score`` with ``percentile``, ``grade`` and ``model_version``: the fields that
+    depend on the lead and the model alone (what ``/score`` returns; a batch adds the trend)."""
+    config = config or CrmConfig()
+    out = scores[[ID_COLUMN, "probability", "rank_score"]].copy()
+    out["percentile"] = reference_percentile(out["rank_score"], reference)
+    out["grade"] = grade(out["percentile"].to_numpy(), config)
+    out["model_version"] = model_version
+    return out
+
+
 def add_crm_fields(
-    scores: pd.DataFrame, model_version: str, config: CrmConfig | None = None, previous: pd.DataFrame | None = None
+    scores: pd.DataFrame,
+    model_version: str,
+    reference: Sequence[float],
+    config: CrmConfig | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """``scores`` (one scored batch, in any order) with the CRM columns added, in :data:`CRM_COLUMNS` order.
 
     Args:
         scores: ``lead_id, probability, rank_score``, as :meth:`leadrank.inference.Scorer.score` returns.
         model_version: The id of the model that scored them.
+        reference: The model's quantiles of validation scores of the ranking in use
+            (``Artifact.score_reference[rank_by]``, :attr:`leadrank.inference.Scorer.reference`).
         config: Grade cut-offs and trend tolerance; default :class:`CrmConfig()`.
         previous: An earlier scores table (``lead_id``, ``probability``) for the trend.
     """
     config = config or CrmConfig()
-    out = scores[[ID_COLUMN, "probability", "rank_score"]].copy()
-    out["percentile"] = percentile(out["rank_score"])
-    out["grade"] = grade(out["percentile"].to_numpy(), config)
+    out = add_grades(scores, model_version, reference, config)
     out["trend"] = trend(out, previous, config.trend_tolerance)
-    out["model_version"] = model_version
-    return out
+    return out[CRM_COLUMNS]
 
 
 def hot_list(crm: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -224,9 +257,9 @@ class CrmOutput:
         if self.previous is not None:
             _previous_probability(self.previous)  # checked now, not after the model has read every lead
 
-    def write(self, scores: pd.DataFrame, destination: str | Path, model_version: str) -> CrmSummary:
-        """Add the CRM fields over the whole batch and write the output (and the hot list), each atomically."""
-        crm = add_crm_fields(scores, model_version, self.config, self.previous)
+    def write(self, scores: pd.DataFrame, destination: str | Path, model_version: str, reference: Sequence[float]) -> CrmSummary:
+        """Add the CRM fields and write the output (and the hot list of the whole batch), each atomically."""
+        crm = add_crm_fields(scores, model_version, reference, self.config, self.previous)
         write_table(to_dynamics365(crm) if self.dynamics365 else crm, destination)
         location = None
         if self.top is not None:

@@ -180,6 +180,11 @@ class Scorer:
             )
         return self.to_scores(table[ID_COLUMN], point, pair)
 
+    @property
+    def reference(self) -> list[float]:
+        """The model's quantiles of validation scores of the ranking in use: what CRM percentiles are read against."""
+        return self.artifact.score_reference[self.rank_by]
+
     def to_scores(self, lead_ids: Sequence[str] | pd.Series, point: np.ndarray, pair: np.ndarray) -> pd.DataFrame:
         """The score table (:data:`SCORE_COLUMNS`) from raw head outputs: calibrated probability and rank score."""
         return pd.DataFrame(
@@ -212,10 +217,10 @@ class Scorer:
 
         Without ``crm`` the scores stream to ``destination`` chunk by chunk and memory stays
         flat (but for the set of lead_ids seen: a lead_id that an earlier chunk already scored
-        is rejected as a duplicate, as within a chunk). With ``crm``, percentile and grade need
-        the whole batch: the scores of every chunk (a lead_id and two floats per lead) are kept,
-        the CRM fields are added over the whole batch and the output is written once. That is a
-        second pass over the scores, not a second model pass. ``cache`` works as in
+        is rejected as a duplicate, as within a chunk). With ``crm``, the hot list and the
+        grade counts need the whole batch: the scores of every chunk (a lead_id and two floats
+        per lead) are kept and the output is written once, with percentile and grade from the
+        model's score reference (the same for a lead in any batch), not a second model pass. ``cache`` works as in
         :meth:`score`; the caller saves it. ``encoding`` is the text encoding of a CSV or JSONL
         source. An output (scores, rejected rows, hot list) that is the source is refused first.
         """
@@ -254,7 +259,7 @@ class Scorer:
                 write(pd.DataFrame({c: pd.Series([], dtype=str if c == ID_COLUMN else float) for c in SCORE_COLUMNS}))
         if rejected_kept:
             write_table(pd.concat(rejected_kept, ignore_index=True), rejected_path)
-        summary = crm.write(pd.concat(kept, ignore_index=True), destination, self.artifact.model_version) if crm else None
+        summary = crm.write(pd.concat(kept, ignore_index=True), destination, self.artifact.model_version, self.reference) if crm else None
         return FileSummary(rows_in, rows_scored, rows_rejected, rejected_path if rows_rejected else None, summary)
 
     def _rank_score(self, point: np.ndarray, pair: np.ndarray) -> np.ndarray:

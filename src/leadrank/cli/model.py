@@ -126,9 +126,9 @@ def score(
         bool,
         typer.Option(
             "--crm",
-            help="Add percentile and grade (within this batch), trend and model_version. "
-            "Percentile needs the whole batch, so the scores (a lead_id and two numbers per lead) are kept "
-            "and written at the end; the model still reads each lead once.",
+            help="Add percentile and grade (against the model's validation leads, so a lead's are the same in any batch), "
+            "trend and model_version. The hot list and grade counts need the whole batch, so the scores (a lead_id and "
+            "two numbers per lead) are kept and written at the end; the model still reads each lead once.",
         ),
     ] = False,
     top: Annotated[

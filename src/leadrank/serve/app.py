@@ -1,7 +1,8 @@
 """The app: :func:`create_app` and its routes over one model directory, and running it with uvicorn.
 
-``POST /score``    ``{"leads": [lead, ...]}`` -> ``{"scores": [{"lead_id", "probability", "rank_score", ...}]}``
-                   (one row per lead, in request order; every column the Scorer returns)
+``POST /score``    ``{"leads": [lead, ...]}`` -> ``{"scores": [{"lead_id", "probability", "rank_score",
+                   "percentile", "grade", "model_version"}]}`` (one row per lead, in request order;
+                   percentile and grade against the model's validation leads, as ``leadrank score --crm``)
 ``POST /explain``  ``{"lead": lead, "top": 5}`` -> an :class:`~leadrank.explain.Explanation`
                    (costs ``1 + n_features + n_turns`` prompts)
 ``GET /health``    liveness and counters; never needs the token

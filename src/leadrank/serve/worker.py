@@ -16,6 +16,7 @@ import pandas as pd
 from fastapi import HTTPException
 
 from leadrank.config import ID_COLUMN
+from leadrank.crm import add_grades
 from leadrank.explain import explain
 from leadrank.inference import Scorer
 from leadrank.settings import ServeSettings
@@ -101,7 +102,8 @@ class _Worker:
         # each job's leads were validated on their own when the request arrived; the merged
         # table is not judged again (two valid requests may differ, e.g. in how as_of is written)
         point, pair = self._scorer.raw_scores(table)
-        scores = self._scorer.to_scores(table[ID_COLUMN], point, pair)
+        scorer = self._scorer
+        scores = add_grades(scorer.to_scores(table[ID_COLUMN], point, pair), scorer.artifact.model_version, scorer.reference)
         parts, start = [], 0
         for job in batch:
             part = scores.iloc[start : start + len(job.leads)].reset_index(drop=True)
