@@ -62,6 +62,24 @@ class TestModel:
         assert leadrank.load(before).model_version == leadrank.load(after).model_version == model.model_version
         pd.testing.assert_frame_equal(leadrank.load(after).score(parts.test), expected, check_exact=False, atol=1e-5)
 
+    def test_evaluate_measures_the_ranking_it_scores(self, model: leadrank.Model, parts) -> None:
+        from leadrank.metrics import auc, recall_at
+
+        result = model.evaluate(parts.test)
+        labels = parts.test["label"].astype(int).to_numpy()
+        assert result.scores["lead_id"].tolist() == parts.test["lead_id"].tolist()
+        assert result.scores["label"].tolist() == labels.tolist()
+        pd.testing.assert_frame_equal(result.scores.drop(columns="label"), model.score(parts.test))
+        row = result.table.iloc[0]
+        assert row["auc"] == pytest.approx(auc(labels, result.scores["rank_score"].to_numpy()))
+        assert result.recall_at_20 == pytest.approx(recall_at(labels, result.scores["rank_score"].to_numpy(), 0.2))
+        assert result.table["model"].tolist()[-1] == "oracle (true propensity)"  # the simulator's truth is in the table
+        assert {"brier_raw", "brier_calibrated", "ece_raw", "ece_calibrated"} <= result.calibration.keys()
+
+    def test_evaluate_needs_the_labels(self, model: leadrank.Model, parts) -> None:
+        with pytest.raises(LeadDataError, match="label"):
+            model.evaluate(parts.test.drop(columns="label"))
+
     def test_a_table_that_breaks_the_contract_lists_its_problems(self, model: leadrank.Model, parts) -> None:
         with pytest.raises(LeadDataError, match="customer_age"):
             model.score(parts.test.drop(columns="customer_age"))

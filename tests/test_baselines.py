@@ -17,7 +17,8 @@ from leadrank.config import Feature, FeatureSpec, FunnelSpec
 from leadrank.data.split import TimeSplit, time_split
 from leadrank.data.synth import SynthConfig, simulate
 from leadrank.encoding import TabularEncoder, as_bool_float
-from leadrank.experiments import MIN_LEADS_FOR_PRECISION, compare_baselines, score_row
+from leadrank.experiments import compare_baselines
+from leadrank.metrics import MIN_LEADS_FOR_PRECISION, score_row
 
 NEV = FeatureSpec.nev_default()
 FUNNEL = FunnelSpec.paper_default()

@@ -1,7 +1,7 @@
 """leadrank: rank sales leads with an LLM reading CRM fields and dialogue.
 
 The Python API (:mod:`leadrank.api`): ``leadrank.train(table) -> Model``, ``Model.score(table)``,
-``Model.save(dir)``, ``leadrank.load(dir)`` and the scikit-learn estimator ``LeadRanker``.
+``Model.evaluate(table)``, ``Model.save(dir)``, ``leadrank.load(dir)`` and the scikit-learn estimator ``LeadRanker``.
 They load torch on first use, so ``import leadrank`` (and the command line) stays light.
 """
 
@@ -15,6 +15,7 @@ __all__ = [
     "ConfigurationError",
     "DataContractError",
     "EnvironmentProblem",
+    "Evaluation",
     "Feature",
     "FeatureSpec",
     "FunnelSpec",
@@ -27,7 +28,7 @@ __all__ = [
     "train",
 ]
 
-_API = ("LeadRanker", "Model", "load", "train")
+_API = ("Evaluation", "LeadRanker", "Model", "load", "train")
 
 
 def __getattr__(name: str) -> Any:

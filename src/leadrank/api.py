@@ -11,31 +11,56 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from leadrank import artifact as artifacts
 from leadrank.artifact import Artifact
-from leadrank.config import DEFAULT_PRESET, FeatureSpec, FunnelSpec
+from leadrank.config import DEFAULT_PRESET, ID_COLUMN, FeatureSpec, FunnelSpec
+from leadrank.data.profile import ORACLE_COLUMN
+from leadrank.data.schema import label_values, validate
 from leadrank.inference import Scorer
+from leadrank.metrics import brier, ece, precision_at, recall_at, score_row
 from leadrank.settings import RunConfig, ScoreConfig
 from leadrank.training import train as train_model
 
-__all__ = ["LeadRanker", "Model", "load", "train"]
+__all__ = ["Evaluation", "LeadRanker", "Model", "load", "train"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's measures on labelled leads (:meth:`Model.evaluate`).
+
+    ``table`` holds one row per ranking (the model, ranked as it scores, and the oracle when the
+    table has the simulator's true propensity): AUC, PR-AUC, precision at the top 0.1 % / 1 % /
+    5 % / 20 % and recall at 5 % / 20 %. ``scores`` holds each lead's lead_id, label,
+    probability and rank_score. ``calibration`` is the Brier score and ECE of the raw pointwise
+    head and of the calibrated probability, with the calibration's method.
+    """
+
+    table: pd.DataFrame
+    scores: pd.DataFrame
+    calibration: dict[str, float | str]
+
+    @property
+    def recall_at_20(self) -> float:
+        """The share of the buyers found by calling the model's top 20 % of these leads."""
+        return float(self.table["r@20%"].iloc[0])
 
 
 class Model:
     """A trained leadrank model.
 
-    ``score`` reads leads with a copy of the model prepared for speed (LoRA merged, the
-    backbone cast to the scoring dtype), so the model itself stays as trained and ``save``
-    writes it unchanged at any time.
+    ``score`` and ``evaluate`` read leads with a :class:`~leadrank.inference.Scorer`, which
+    prepares a copy of the weights for speed where needed (LoRA merged, the backbone cast), so
+    the model itself stays as trained and ``save`` writes it unchanged at any time.
     """
 
     def __init__(self, artifact: Artifact, score_config: ScoreConfig = ScoreConfig()) -> None:
@@ -60,9 +85,36 @@ class Model:
         a table that breaks the contract raises :class:`~leadrank.data.schema.LeadDataError`
         listing every problem.
         """
+        return self._ready_scorer().score(table)
+
+    def evaluate(self, table: pd.DataFrame) -> Evaluation:
+        """Score labelled leads and measure the ranking (top-of-list precision and recall) and the calibration."""
+        scorer = self._ready_scorer()
+        validate(table, self.artifact.features, self.artifact.funnel)
+        point, pair = scorer.raw_scores(table)
+        scores = scorer.to_scores(table[ID_COLUMN], point, pair)
+        labels = label_values(table[self.artifact.funnel.label_column])
+        ranked = {f"asLLR (rank by {scorer.rank_by})": scores["rank_score"].to_numpy()}
+        if ORACLE_COLUMN in table.columns:
+            ranked["oracle (true propensity)"] = table[ORACLE_COLUMN].to_numpy()
+        rows = [
+            score_row(name, labels, values) | {"p@20%": precision_at(labels, values, 0.2), "r@20%": recall_at(labels, values, 0.2)}
+            for name, values in ranked.items()
+        ]
+        raw, probability = expit(point), scores["probability"].to_numpy()
+        calibration: dict[str, float | str] = {
+            "method": self.artifact.calibration.method,
+            "brier_raw": brier(labels, raw),
+            "brier_calibrated": brier(labels, probability),
+            "ece_raw": ece(labels, raw),
+            "ece_calibrated": ece(labels, probability),
+        }
+        return Evaluation(pd.DataFrame(rows), scores.assign(label=labels)[[ID_COLUMN, "label", "probability", "rank_score"]], calibration)
+
+    def _ready_scorer(self) -> Scorer:
         if self._scorer is None:
-            self._scorer = Scorer(copy.deepcopy(self.artifact), self.score_config)
-        return self._scorer.score(table)
+            self._scorer = Scorer(self.artifact, self.score_config)
+        return self._scorer
 
     def save(self, directory: str | Path) -> Path:
         """Write the model folder (atomically); ``leadrank score DIR`` and :func:`load` read it."""

@@ -56,7 +56,13 @@ from leadrank.data.synth import SynthConfig, check_preset, simulate
 from leadrank.errors import ConfigurationError
 from leadrank.hardware import describe, resolve_dtype
 from leadrank.inference import Scorer
-from leadrank.metrics import bootstrap_difference, bootstrap_intervals, k_label, precision_at, ranking_report, top_count
+from leadrank.metrics import (
+    MIN_LEADS_FOR_PRECISION,
+    bootstrap_difference,
+    bootstrap_intervals,
+    score_row,
+    top_count,
+)
 from leadrank.model.asllr import ASLLR, answer_token_ids, resolve_pool_layer
 from leadrank.model.backbone import load_backbone
 from leadrank.model.frozen import FeatureCache
@@ -64,8 +70,6 @@ from leadrank.model.reader import LeadReader
 from leadrank.settings import RunConfig, ScoreConfig
 from leadrank.training import TrainResult, train
 
-#: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
-MIN_LEADS_FOR_PRECISION = 20
 #: Width of the asLLR text embedding given to the baselines in the transfer suite (PCA of the reading).
 EMBEDDING_DIM = 16
 #: Width of the dialogue's TF-IDF, reduced by truncated SVD, that the linear models read in the regime suite.
@@ -84,18 +88,6 @@ REGIME_DIFFERENCES = (
     ("LightGBM tabular + TF-IDF + HPRO (total order)", "LightGBM tabular + TF-IDF"),
     ("Logistic regression tabular + TF-IDF + HPRO (paper tiers)", "Logistic regression tabular + TF-IDF"),
 )
-
-
-def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
-    """One results row: AUC, PR-AUC, P@0.1 % (only when its top set holds enough leads), P@1 %, P@5 %, R@5 %."""
-    report = ranking_report(labels, scores)
-    row: dict[str, object] = {"model": name, "auc": report["auc"], "pr_auc": report["pr_auc"]}
-    enough = top_count(0.001, len(labels)) >= MIN_LEADS_FOR_PRECISION
-    row["p@0.1%"] = precision_at(labels, scores, 0.001) if enough else np.nan
-    for k in (0.01, 0.05):
-        row[f"p@{k_label(k)}"] = precision_at(labels, scores, k)
-    row["r@5%"] = report["r@5%"]
-    return row
 
 
 TEXT_SKIPPED = "The dialogue column is empty in every training lead: the text baselines (TF-IDF, CatBoost text) were skipped."

@@ -417,3 +417,19 @@ def ranking_report(
         report["brier"] = brier(y, probabilities)
         report["ece"] = ece(y, probabilities)
     return report
+
+
+#: Precision at the top 0.1 % is reported only where that top set holds at least this many leads.
+MIN_LEADS_FOR_PRECISION = 20
+
+
+def score_row(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
+    """One results row: AUC, PR-AUC, P@0.1 % (only when its top set holds enough leads), P@1 %, P@5 %, R@5 %."""
+    report = ranking_report(labels, scores)
+    row: dict[str, object] = {"model": name, "auc": report["auc"], "pr_auc": report["pr_auc"]}
+    enough = top_count(0.001, len(labels)) >= MIN_LEADS_FOR_PRECISION
+    row["p@0.1%"] = precision_at(labels, scores, 0.001) if enough else np.nan
+    for k in (0.01, 0.05):
+        row[f"p@{k_label(k)}"] = precision_at(labels, scores, k)
+    row["r@5%"] = report["r@5%"]
+    return row

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -225,42 +224,23 @@ def evaluate(
     encoding: EncodingOption = "utf-8",
 ) -> None:
     """Metrics of a model on labelled leads: AUC, precision/recall at the top, calibration before/after; oracle row when known."""
-    from scipy.special import expit
-
     from leadrank import artifact as artifacts
-    from leadrank.config import ID_COLUMN
+    from leadrank.api import Model
     from leadrank.data.io import read_table, write_table
-    from leadrank.data.profile import ORACLE_COLUMN
-    from leadrank.data.schema import label_values
-    from leadrank.data.schema import validate as validate_table
-    from leadrank.experiments import score_row
-    from leadrank.inference import Scorer
-    from leadrank.metrics import brier, ece, precision_at, recall_at
 
     refuse_overwriting([out], [model_dir, data])
-    artifact = artifacts.load(model_dir)
+    model = Model(artifacts.load(model_dir), ScoreConfig(**given(rank_by=rank_by, dtype=dtype, threads=threads)))
     table = read_table(data, encoding=encoding)
-    validate_table(table, artifact.features, artifact.funnel)
-    scorer = Scorer(artifact, ScoreConfig(**given(rank_by=rank_by, dtype=dtype, threads=threads)))
-    point, pair = scorer.raw_scores(table)
-    scores = scorer.to_scores(table[ID_COLUMN], point, pair)
-    labels = label_values(table[artifact.funnel.label_column])
-    ranked = {f"asLLR (rank by {scorer.rank_by})": scores["rank_score"].to_numpy()}
-    if ORACLE_COLUMN in table.columns:
-        ranked["oracle (true propensity)"] = table[ORACLE_COLUMN].to_numpy()
-    rows = [
-        score_row(name, labels, values) | {"p@20%": precision_at(labels, values, 0.2), "r@20%": recall_at(labels, values, 0.2)}
-        for name, values in ranked.items()
-    ]
-    print_results(pd.DataFrame(rows), title=f"{len(table):,} leads, {labels.sum():,} positives")
-    console.print(f"Calling the top 20 % of these leads by the model finds {rows[0]['r@20%']:.0%} of the buyers.")
+    result = model.evaluate(table)
+    print_results(result.table, title=f"{len(table):,} leads, {int(result.scores['label'].sum()):,} positives")
+    console.print(f"Calling the top 20 % of these leads by the model finds {result.recall_at_20:.0%} of the buyers.")
     if out is not None:
-        write_table(scores.assign(label=labels)[[ID_COLUMN, "label", "probability", "rank_score"]], out)
-        console.print(f"Wrote {len(scores):,} scores to {out}.")
-    raw, probability = expit(point), scores["probability"].to_numpy()
+        write_table(result.scores, out)
+        console.print(f"Wrote {len(result.scores):,} scores to {out}.")
+    c = result.calibration
     console.print(
-        f"Probability calibration ({artifact.calibration.method}), raw head -> calibrated: "
-        f"Brier {brier(labels, raw):.4f} -> {brier(labels, probability):.4f}, ECE {ece(labels, raw):.4f} -> {ece(labels, probability):.4f}"
+        f"Probability calibration ({c['method']}), raw head -> calibrated: "
+        f"Brier {c['brier_raw']:.4f} -> {c['brier_calibrated']:.4f}, ECE {c['ece_raw']:.4f} -> {c['ece_calibrated']:.4f}"
     )
 
 
