@@ -41,15 +41,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
 
-from leadrank.config import ID_COLUMN, YamlModel
+from leadrank.config import ID_COLUMN
 from leadrank.data.io import write_table
 from leadrank.errors import ConfigurationError, DataContractError
+from leadrank.settings import CrmConfig
 
 CRM_COLUMNS = [ID_COLUMN, "probability", "rank_score", "percentile", "grade", "trend", "model_version"]
 GRADES = ("A", "B", "C", "D")
@@ -57,39 +56,6 @@ TRENDS = ("improving", "steady", "declining", "new")
 # Dynamics 365 msdyn_predictivescore choice values (msdyn_grade, msdyn_scoretrend).
 _D365_GRADE = {"A": 0, "B": 1, "C": 2, "D": 3}
 _D365_TREND = {"improving": 0, "steady": 1, "declining": 2, "new": 3}
-
-
-class CrmConfig(YamlModel):
-    """Grade cut-offs and the trend tolerance; a YAML file uses the same field names.
-
-    Example YAML::
-
-        grade_a_min_percentile: 95   # A: the top 5 %
-        grade_b_min_percentile: 80
-        grade_c_min_percentile: 50
-        trend_tolerance: 0.01
-    """
-
-    file_error = ConfigurationError
-
-    grade_a_min_percentile: float = Field(default=90.0, ge=0, le=100, description="Lowest percentile graded A (90: the top 10 %).")
-    grade_b_min_percentile: float = Field(default=70.0, ge=0, le=100, description="Lowest percentile graded B (70: the next 20 %).")
-    grade_c_min_percentile: float = Field(
-        default=40.0, ge=0, le=100, description="Lowest percentile graded C (40: the next 30 %); below it, D."
-    )
-    trend_tolerance: float = Field(
-        default=0.02, ge=0, lt=1, description="Change of the calibrated probability (absolute; 0.02 = 2 points) still called 'steady'."
-    )
-
-    @model_validator(mode="after")
-    def _check_order(self) -> Self:
-        a, b, c = self.grade_a_min_percentile, self.grade_b_min_percentile, self.grade_c_min_percentile
-        if not a >= b >= c:
-            raise ValueError(
-                f"grade cut-offs must not increase from A to C; got grade_a_min_percentile={a}, "
-                f"grade_b_min_percentile={b}, grade_c_min_percentile={c}."
-            )
-        return self
 
 
 #: Quantiles kept of each ranking's validation scores: percentiles to a tenth of a point.

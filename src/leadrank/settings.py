@@ -1,4 +1,4 @@
-"""Every run setting, declared once: what the model is, how it trains, scores and serves.
+"""Every run setting, declared once: what the model is, how it trains, scores and serves, and how the CRM grades.
 
 Each field carries its default, its limits and its description; the command line builds its
 options from them (``leadrank.cli._common.setting``), a YAML recipe sets them by name and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -246,3 +246,36 @@ class ServeSettings(Settings):
         description=f"Bearer token required on every endpoint but /health; None: no token. Default: ${TOKEN_ENV}.",
     )
     score: ScoreConfig = Field(ScoreConfig(), description="How the Scorer runs (threads, bf16, rank_by).")
+
+
+class CrmConfig(YamlModel):
+    """Grade cut-offs and the trend tolerance; a YAML file uses the same field names.
+
+    Example YAML::
+
+        grade_a_min_percentile: 95   # A: the top 5 %
+        grade_b_min_percentile: 80
+        grade_c_min_percentile: 50
+        trend_tolerance: 0.01
+    """
+
+    file_error = ConfigurationError
+
+    grade_a_min_percentile: float = Field(default=90.0, ge=0, le=100, description="Lowest percentile graded A (90: the top 10 %).")
+    grade_b_min_percentile: float = Field(default=70.0, ge=0, le=100, description="Lowest percentile graded B (70: the next 20 %).")
+    grade_c_min_percentile: float = Field(
+        default=40.0, ge=0, le=100, description="Lowest percentile graded C (40: the next 30 %); below it, D."
+    )
+    trend_tolerance: float = Field(
+        default=0.02, ge=0, lt=1, description="Change of the calibrated probability (absolute; 0.02 = 2 points) still called 'steady'."
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Self:
+        a, b, c = self.grade_a_min_percentile, self.grade_b_min_percentile, self.grade_c_min_percentile
+        if not a >= b >= c:
+            raise ValueError(
+                f"grade cut-offs must not increase from A to C; got grade_a_min_percentile={a}, "
+                f"grade_b_min_percentile={b}, grade_c_min_percentile={c}."
+            )
+        return self
