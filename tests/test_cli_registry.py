@@ -140,3 +140,28 @@ def test_retrain_publishes_compares_and_rolls_back(data_dir: Path, tmp_path: Pat
 
     assert invoke("rollback", reg).exit_code == 0
     assert current(reg).name == "v0001"
+
+
+class TestScoringFollowsTheRegistry:
+    def test_score_evaluate_and_load_read_the_current_version_and_follow_a_rollback(self, tmp_path: Path) -> None:
+        import leadrank
+        from helpers import train_tiny_model
+        from leadrank.data.io import read_table
+
+        reg = tmp_path / "reg"
+        for seed in (1, 2):  # two different models: v1, then v2 (current)
+            table = simulate(SynthConfig.preset("dense", n=400, seed=seed))
+            publish(reg, train_tiny_model(table, tmp_path / f"m{seed}"))
+            reset_accelerate()
+        leads = write_table(simulate(SynthConfig.preset("dense", n=30, seed=9)), tmp_path / "leads.parquet")
+
+        def scored(model: Path, name: str) -> list[float]:
+            result = invoke("score", model, leads, "--out", tmp_path / f"{name}.parquet", "--dtype", "fp32")
+            assert result.exit_code == 0, result.output
+            return read_table(tmp_path / f"{name}.parquet")["rank_score"].tolist()
+
+        assert scored(reg, "via_registry") == scored(reg / "versions" / "v0002", "v2") != scored(reg / "versions" / "v0001", "v1")
+        assert leadrank.load(reg).model_version == leadrank.load(reg / "versions" / "v0002").model_version
+        assert invoke("rollback", reg).exit_code == 0
+        assert scored(reg, "after_rollback") == scored(reg / "versions" / "v0001", "v1_again")
+        assert invoke("evaluate", reg, leads).exit_code == 0

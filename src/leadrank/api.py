@@ -28,6 +28,7 @@ from leadrank.data.profile import ORACLE_COLUMN
 from leadrank.data.schema import label_values, validate
 from leadrank.inference import Scorer
 from leadrank.metrics import brier, ece, precision_at, recall_at, score_row
+from leadrank.registry import model_folder
 from leadrank.settings import RunConfig, ScoreConfig
 from leadrank.training import train as train_model
 
@@ -150,8 +151,9 @@ def train(
 
 
 def load(directory: str | Path) -> Model:
-    """A model folder written by :meth:`Model.save` or ``leadrank train``, verified file by file."""
-    return Model(artifacts.load(directory))
+    """A model folder written by :meth:`Model.save` or ``leadrank train`` (or a registry's current
+    version, :func:`leadrank.registry.model_folder`), verified file by file."""
+    return Model(artifacts.load(model_folder(directory)))
 
 
 class LeadRanker(ClassifierMixin, BaseEstimator):

@@ -166,6 +166,16 @@ def current(registry: str | Path) -> Path:
     return _existing_version(root, state.current)
 
 
+def model_folder(path: str | Path) -> Path:
+    """``path`` itself when it is a model folder; the current version's folder when it is a registry.
+
+    ``leadrank score``, ``evaluate``, ``explain``, ``serve`` and :func:`leadrank.load` accept either,
+    so a job pointed at the registry follows ``publish`` and ``rollback`` on its next run.
+    """
+    root = Path(path)
+    return current(root) if (root / STATE_FILE).exists() else root
+
+
 def versions(registry: str | Path) -> list[Version]:
     """Every published version, oldest first; an empty list for an empty or missing registry."""
     root = Path(registry)

@@ -107,7 +107,7 @@ _RANK_BY_WORDS = {"pair": "the pairwise (HPRO) head", "point": "the probability 
 @app.command()
 @handle_errors
 def score(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`, or a registry (its current version).")],
     data: Annotated[str, typer.Argument(help="Leads to score (no outcome columns needed).")],
     out: Annotated[
         Path,
@@ -180,9 +180,10 @@ def score(
     from leadrank.crm import CrmConfig, CrmOutput
     from leadrank.data.io import read_table
     from leadrank.inference import ScoreCache, Scorer
+    from leadrank.registry import model_folder
 
     refuse_overwriting([out], [model_dir, previous, cache, crm_config])
-    scorer = Scorer.load(model_dir, ScoreConfig(**given(rank_by=rank_by, threads=threads, dtype=dtype)))
+    scorer = Scorer.load(model_folder(model_dir), ScoreConfig(**given(rank_by=rank_by, threads=threads, dtype=dtype)))
     crm_output = None
     if crm or top is not None or previous or crm_config or d365:
         config = CrmConfig.from_yaml(crm_config) if crm_config else CrmConfig()
@@ -212,7 +213,7 @@ def score(
 @app.command()
 @handle_errors
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`, or a registry (its current version).")],
     data: Annotated[str, typer.Argument(help="Labelled leads, e.g. the later part of `leadrank split`.")],
     rank_by: RankByOption = None,
     dtype: DtypeOption = None,
@@ -227,9 +228,10 @@ def evaluate(
     from leadrank import artifact as artifacts
     from leadrank.api import Model
     from leadrank.data.io import read_table, write_table
+    from leadrank.registry import model_folder
 
     refuse_overwriting([out], [model_dir, data])
-    model = Model(artifacts.load(model_dir), ScoreConfig(**given(rank_by=rank_by, dtype=dtype, threads=threads)))
+    model = Model(artifacts.load(model_folder(model_dir)), ScoreConfig(**given(rank_by=rank_by, dtype=dtype, threads=threads)))
     table = read_table(data, encoding=encoding)
     result = model.evaluate(table)
     print_results(result.table, title=f"{len(table):,} leads, {int(result.scores['label'].sum()):,} positives")
@@ -247,7 +249,7 @@ def evaluate(
 @app.command("explain")
 @handle_errors
 def explain_command(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`, or a registry (its current version).")],
     lead_id: Annotated[str, typer.Argument(help="The lead to explain (its lead_id, compared as text).")],
     data: Annotated[str, typer.Argument(help="Table holding the lead (.csv, .parquet, .jsonl or file.duckdb::table).")],
     top: Annotated[int, typer.Option("--top", help="Show this many positive and negative fields, and this many turns.")] = 5,
@@ -260,10 +262,11 @@ def explain_command(
     from leadrank.data.io import read_table
     from leadrank.explain import explain, find_lead
     from leadrank.inference import Scorer
+    from leadrank.registry import model_folder
 
     lead = find_lead(read_table(data, encoding=encoding), lead_id)
 
-    result = explain(Scorer.load(model_dir, ScoreConfig(**given(dtype=dtype, threads=threads))), lead, top=top)
+    result = explain(Scorer.load(model_folder(model_dir), ScoreConfig(**given(dtype=dtype, threads=threads))), lead, top=top)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

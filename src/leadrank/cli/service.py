@@ -22,7 +22,13 @@ from leadrank.settings import ScoreConfig, ServeSettings
 @app.command()
 @handle_errors
 def serve(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory from `leadrank train`.")],
+    model_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Model directory from `leadrank train`, or a registry: its current version when the service starts "
+            "(restart it after a publish or rollback)."
+        ),
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps the service on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_batch: Annotated[int | None, setting(ServeSettings, "max_batch")] = None,
@@ -38,6 +44,7 @@ def serve(
 
     Set LEADRANK_API_TOKEN to require 'Authorization: Bearer <token>' on every endpoint but /health.
     """
+    from leadrank.registry import model_folder
     from leadrank.serve import run
 
     score = ScoreConfig(**given(threads=threads, rank_by=rank_by, dtype=dtype))
@@ -45,4 +52,4 @@ def serve(
         max_batch=max_batch, max_request_bytes=max_request_bytes, max_dialogue_chars=max_dialogue_chars, batch_wait_ms=batch_wait_ms
     )
     settings = ServeSettings(**limits, score=score)
-    run(model_dir, settings, host=host, port=port, workers=workers)
+    run(model_folder(model_dir), settings, host=host, port=port, workers=workers)
